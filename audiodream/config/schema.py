@@ -1,0 +1,200 @@
+"""Typed configuration: one dataclass per YAML section.
+
+The YAML files (configs/defaults.yaml and friends) are the user-facing source of
+truth for values and comments; these dataclasses are the source of truth for
+*which keys exist and what type they have*. `loader.load_config` validates every
+merged key against them, so a typo fails at start-up instead of hours into a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+STAGES: tuple[str, ...] = ("data", "tokenizer", "dreamer", "eval", "generate")
+DEFAULT_STAGES: tuple[str, ...] = ("data", "tokenizer", "dreamer", "eval")
+
+
+@dataclass
+class RunConfig:
+    dir: Optional[str] = None
+    seed: int = 0
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
+    progress: bool = True
+
+
+@dataclass
+class SyntheticCorpusConfig:
+    n_speakers: int = 30
+    utterances_per_speaker: int = 24
+    min_syllables: int = 8
+    max_syllables: int = 20
+    seed: int = 1234
+
+
+@dataclass
+class DataConfig:
+    source: str = "synthetic"
+    path: Optional[str] = None
+    min_duration_s: float = 0.5
+    max_clips: Optional[int] = None
+    num_workers: int = 0
+    synthetic: SyntheticCorpusConfig = field(default_factory=SyntheticCorpusConfig)
+
+
+@dataclass
+class FeaturesConfig:
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: Optional[int] = None
+    hop_length: int = 160
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float = 8000.0
+    log_floor: float = 1.0e-5
+    griffin_lim_iters: int = 32
+    griffin_lim_momentum: float = 0.99
+
+
+@dataclass
+class TokenizerConfig:
+    codebook_size: int = 1024
+    code_dim: int = 8
+    groups: int = 12
+    downsample: int = 4
+    hidden: int = 128
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2.0e-3
+    eval_every: int = 250
+    commitment: float = 0.25
+    dead_code_after: int = 50
+    init: Optional[str] = None
+    device: str = "auto"
+
+
+@dataclass
+class EnvConfig:
+    id: str = "audiodream/Complete-v0"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    chunk_frames: int = 16
+    episode_steps: int = 32
+    split: str = "train"
+    num_envs: int = 8
+
+
+@dataclass
+class RayConfig:
+    address: Optional[str] = None
+    num_workers: int = 2
+    worker_num_cpus: float = 0.5
+    num_cpus: Optional[int] = None
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    include_dashboard: bool = True
+
+
+@dataclass
+class LearnerConfig:
+    device: str = "auto"
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    prefetch: bool = True
+
+
+@dataclass
+class DreamerConfig:
+    preset: str = "default"
+    train_steps: int = 3000
+    batch_size: int = 16
+    seq_len: int = 32
+    train_ratio: float = 64.0
+    prefill_steps: int = 2000
+    replay_capacity: int = 1000000
+    publish_every: int = 10
+    checkpoint_every: int = 500
+    log_every: int = 50
+    lr_model: float = 1.0e-3
+    lr_actor: float = 3.0e-4
+    lr_critic: float = 3.0e-4
+    grad_clip: float = 100.0
+    # Model sizes: None -> the value of `preset` (see audiodream/worldmodel/sizes.py).
+    token_embed: Optional[int] = None
+    embed: Optional[int] = None
+    deter: Optional[int] = None
+    stoch: Optional[int] = None
+    classes: Optional[int] = None
+    hidden: Optional[int] = None
+    decoder_slot_dim: Optional[int] = None
+    kl_balance: float = 0.8
+    kl_scale: float = 1.0
+    free_nats: float = 1.0
+    unimix: float = 0.01
+    reward_scale: float = 1.0
+    cont_scale: float = 1.0
+    imag_horizon: int = 15
+    gamma: float = 0.95
+    lambda_: float = 0.95
+    entropy_coef: float = 1.0e-2
+    target_update_every: int = 100
+    target_tau: float = 1.0
+    return_norm: bool = True
+    actor_critic: bool = True
+
+
+@dataclass
+class EvalConfig:
+    horizons: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    context_steps: int = 8
+    episodes: int = 64
+    completion_prompts: int = 32
+    completion_samples: int = 64
+    n_dreams: int = 4
+
+
+@dataclass
+class GenerateConfig:
+    prompt: Optional[str] = None
+    seconds: float = 3.0
+    temperature: float = 1.0
+
+
+@dataclass
+class BaselineConfig:
+    algo: str = "ppo"
+    env_steps: int = 20000
+    train_batch_size: int = 2000
+    lr: float = 3.0e-4
+
+
+@dataclass
+class CompareConfig:
+    agents: list[str] = field(default_factory=lambda: ["dreamer", "ppo", "dreamerv3"])
+    env_steps: int = 20000
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = True
+    tracking_uri: Optional[str] = None
+    experiment: str = "audiodream"
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    dreamer: DreamerConfig = field(default_factory=DreamerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    # Names of the configs/NAME.yaml files merged into this config, in order.
+    # Set by the loader, not by users; recorded so run.dir/config.yaml says how it was made.
+    config_names: list[str] = field(default_factory=list)

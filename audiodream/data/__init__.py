@@ -1,0 +1,1 @@
+"""Corpora, speaker-disjoint splits, the manifest and the feature cache (stage `data`)."""

@@ -1,0 +1,84 @@
+"""The stage registry: what each stage runs, and which config keys its outputs depend on.
+
+A stage's outputs are reused when `run.dir/<stage>/stage.json` records the same
+fingerprint (hash of the config keys the stage depends on): re-running a command, or
+adding a later stage to `run.stages`, never recomputes what is already there, while a
+changed tokenizer setting does retrain the tokenizer (and everything after it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from audiodream.config.schema import Config
+
+DATA_KEYS = ("data", "features", "env.chunk_frames")
+TOKENIZER_KEYS = DATA_KEYS + ("tokenizer", "run.seed")
+DREAMER_KEYS = TOKENIZER_KEYS + ("env", "dreamer", "learner", "ray.num_workers", "ray.worker_num_cpus")
+EVAL_KEYS = DREAMER_KEYS + ("eval",)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    entry_point: str  # "module:function", function(cfg, run_dir, tracker) -> None
+    depends_on: tuple[str, ...]
+    reusable: bool = True
+
+    def load(self) -> Callable[..., Any]:
+        module_name, func_name = self.entry_point.split(":")
+        return getattr(importlib.import_module(module_name), func_name)
+
+    def is_available(self) -> bool:
+        module_name = self.entry_point.split(":")[0]
+        try:
+            return importlib.util.find_spec(module_name) is not None
+        except ModuleNotFoundError:
+            return False
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("data", "audiodream.data.stage:data_stage", DATA_KEYS),
+        Stage("tokenizer", "audiodream.tokenizer.stage:tokenizer_stage", TOKENIZER_KEYS),
+        Stage("dreamer", "audiodream.dreamer.stage:dreamer_stage", DREAMER_KEYS),
+        Stage("eval", "audiodream.evaluation.stage:eval_stage", EVAL_KEYS),
+        Stage("generate", "audiodream.generation.stage:generate_stage", EVAL_KEYS + ("generate",), reusable=False),
+    )
+}
+
+
+def _select(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def fingerprint(cfg: Config, keys: tuple[str, ...]) -> str:
+    tree = asdict(cfg)
+    picked = {k: _select(tree, k) for k in keys}
+    return hashlib.sha1(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def marker_path(run_dir: Path, stage: Stage) -> Path:
+    return Path(run_dir) / stage.name / "stage.json"
+
+
+def is_done(cfg: Config, run_dir: Path, stage: Stage) -> bool:
+    marker = marker_path(run_dir, stage)
+    if not stage.reusable or not marker.is_file():
+        return False
+    return json.loads(marker.read_text()).get("fingerprint") == fingerprint(cfg, stage.depends_on)
+
+
+def mark_done(cfg: Config, run_dir: Path, stage: Stage, seconds: float) -> None:
+    marker = marker_path(run_dir, stage)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"fingerprint": fingerprint(cfg, stage.depends_on), "seconds": round(seconds, 2)}))
