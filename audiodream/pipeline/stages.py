@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
