@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-STAGES: tuple[str, ...] = ("data", "tokenizer", "dreamer", "eval", "generate")
+STAGES: tuple[str, ...] = ("data", "tokenizer", "baseline", "dreamer", "eval", "generate")
 DEFAULT_STAGES: tuple[str, ...] = ("data", "tokenizer", "dreamer", "eval")
 
 
@@ -63,6 +63,7 @@ class TokenizerConfig:
     groups: int = 12
     downsample: int = 4
     hidden: int = 128
+    blocks: int = 2
     steps: int = 1500
     batch_size: int = 64
     lr: float = 2.0e-3
@@ -71,6 +72,7 @@ class TokenizerConfig:
     dead_code_after: int = 50
     init: Optional[str] = None
     device: str = "auto"
+    num_threads: int = 1
 
 
 @dataclass
@@ -92,6 +94,7 @@ class RayConfig:
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
     include_dashboard: bool = True
+    worker_sync_every: int = 16
 
 
 @dataclass
@@ -165,6 +168,15 @@ class BaselineConfig:
     env_steps: int = 20000
     train_batch_size: int = 2000
     lr: float = 3.0e-4
+    num_env_runners: int = 1
+    minibatch_size: int = 250
+    num_epochs: int = 4
+    gamma: float = 0.99
+    entropy_coeff: float = 0.01
+    hidden: int = 128
+    embed_dim: int = 16
+    max_seq_len: int = 16
+    return_window: int = 100
 
 
 @dataclass

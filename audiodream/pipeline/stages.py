@@ -48,6 +48,7 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage("data", "audiodream.data.stage:data_stage", DATA_KEYS),
         Stage("tokenizer", "audiodream.tokenizer.stage:tokenizer_stage", TOKENIZER_KEYS),
+        Stage("baseline", "audiodream.baseline.stage:baseline_stage", TOKENIZER_KEYS + ("env", "baseline")),
         Stage("dreamer", "audiodream.dreamer.stage:dreamer_stage", DREAMER_KEYS),
         Stage("eval", "audiodream.evaluation.stage:eval_stage", EVAL_KEYS),
         Stage("generate", "audiodream.generation.stage:generate_stage", EVAL_KEYS + ("generate",), reusable=False),

@@ -1,0 +1,1 @@
+"""The model-free reference: RLlib PPO with a recurrent token policy (stage `baseline`)."""
