@@ -11,6 +11,7 @@ the run's settings it declares as parameters (`features`, `chunk_frames`, `split
 
 from __future__ import annotations
 
+from audiodream.errors import UserFacingError
 import importlib
 import inspect
 from functools import partial
@@ -28,7 +29,7 @@ from envs.tokenize import TokenizeObservation, TokenizeVectorObservation, load_t
 AUDIODREAM_IDS: tuple[str, ...] = ("audiodream/Listen-v0", "audiodream/Complete-v0", "audiodream/Echo-v0")
 
 
-class EnvConfigError(ValueError):
+class EnvConfigError(UserFacingError, ValueError):
     """An `env.id` / `env.kwargs` that cannot be turned into an environment."""
 
 

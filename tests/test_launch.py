@@ -53,3 +53,11 @@ def test_rerun_reuses_a_finished_stage_and_recomputes_after_a_relevant_change(tm
     changed = launch(*args[:-1], "data.min_duration_s=0.6", "mlflow.enabled=false")
     assert changed.returncode == 0 and "reusing" not in changed.stderr
     assert manifest.stat().st_mtime_ns != first_mtime
+
+
+def test_a_bad_corpus_path_is_one_clear_line_and_exit_2(tmp_path):
+    missing = tmp_path / "no_such_corpus"
+    result = launch("run.stages=[data]", f"run.dir={tmp_path / 'run'}", "data.source=folder", f"data.path={missing}", "mlflow.enabled=false")
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -8,6 +8,7 @@ YAML is parsed with `yaml.safe_load` only: nothing in a config is ever evaluated
 
 from __future__ import annotations
 
+from audiodream.errors import UserFacingError
 import dataclasses
 import difflib
 import types
@@ -22,7 +23,7 @@ from audiodream.config.schema import STAGES, Config
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserFacingError, ValueError):
     """A config problem, phrased for the user: names the key and what is wrong."""
 
 
@@ -149,6 +150,12 @@ def _coerce(value: Any, tp: Any, dotted: str) -> Any:
             raise ConfigError(f"config key '{dotted}': expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads `4e-3` (no dot) as a string; accept what Python reads as a number.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{dotted}': expected a number, got {value!r}")
         return float(value)

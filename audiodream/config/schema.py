@@ -59,7 +59,7 @@ class FeaturesConfig:
 @dataclass
 class TokenizerConfig:
     codebook_size: int = 1024
-    code_dim: int = 8
+    code_dim: int = 4
     groups: int = 12
     downsample: int = 4
     hidden: int = 128
@@ -117,7 +117,7 @@ class DreamerConfig:
     publish_every: int = 10
     checkpoint_every: int = 500
     log_every: int = 50
-    lr_model: float = 1.0e-3
+    lr_model: float = 3.0e-3
     lr_actor: float = 3.0e-4
     lr_critic: float = 3.0e-4
     grad_clip: float = 100.0
@@ -153,6 +153,8 @@ class EvalConfig:
     completion_prompts: int = 32
     completion_samples: int = 64
     n_dreams: int = 4
+    ce_samples: int = 16
+    dream_steps: int = 24
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from audiodream.errors import UserFacingError
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,5 +15,5 @@ class ClipRecord:
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
-class CorpusError(RuntimeError):
+class CorpusError(UserFacingError, RuntimeError):
     """A corpus that cannot be used at all (missing path, malformed index, no usable clips)."""

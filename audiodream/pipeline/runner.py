@@ -10,6 +10,7 @@ from pathlib import Path
 
 from audiodream.config.loader import save_config
 from audiodream.config.schema import Config
+from audiodream.errors import UserFacingError
 from audiodream.pipeline.stages import STAGES, is_done, mark_done
 from audiodream.tracking import Tracker
 
@@ -78,6 +79,10 @@ def run_pipeline(cfg: Config) -> int:
             tracker.log_metrics({f"stage_seconds.{name}": seconds}, step=0)
             log.info("stage %s: done in %.1f s", name, seconds)
         status = "FINISHED"
+    except UserFacingError as err:
+        log.error("stage failed: %s", err)
+        print(f"launch.py: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         status = "KILLED"
         log.warning("interrupted; outputs so far are in %s", run_dir)
