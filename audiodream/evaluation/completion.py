@@ -1,0 +1,145 @@
+"""Syllable-level completion: does the world model imagine the syllables the grammar would say?
+
+Protocol (`completion_prompts.py` says where prompts come from):
+
+* A prompt is the start of an utterance, L >= 2 syllables (= env steps) long, whose
+  next syllable the grammar draws from a known distribution p(. | prompt).
+* The model observes the prompt's tokens (posterior, from an episode start) and rolls
+  its prior forward one step, S times independently (S = `eval.completion_samples`;
+  every sample redraws the posterior and prior latents and the decoder's tokens, at
+  temperature 1). Each imagined step's tokens are decoded by the tokenizer into a
+  log-mel chunk, and the synthetic corpus's `SyllableClassifier` names its syllable.
+* The S names form a histogram q. Scores, averaged over prompts:
+    completion_accuracy     share of prompts where q's most frequent syllable is
+                            p's most likely one (a tie among q's top syllables counts
+                            as 1/#tied if p's choice is among them: random tie-breaking,
+                            in expectation)
+    completion_tv_distance  total variation 0.5 * sum |q - p|
+* References for reading those numbers, from the same prompts:
+    completion_tv_floor                 the TV that S exact draws from p score (sampling
+                                        noise alone: a perfect model scores about this)
+    completion_accuracy_exact_samples   the accuracy of S exact draws from p
+    classifier_accuracy_real / _reconstructed (completion_prompts.py): how well the
+                                        classifier names real held-out chunks, and the
+                                        same chunks after a tokenizer round trip
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from audiodream.data.synthetic.classifier import SyllableClassifier
+from audiodream.evaluation.imagination import imagine_tokens, observe_prompt
+from audiodream.tokenizer.model import Tokenizer
+from audiodream.worldmodel import Policy, WorldModel
+
+FLOOR_REPEATS = 20  # simulated sets of S exact samples per prompt for the references
+
+
+@dataclass
+class CompletionPrompt:
+    tokens: np.ndarray  # (L, K) prompt tokens, from an episode start
+    context: list[int]  # the prompt's L syllable ids
+    true_next: np.ndarray  # (n_syllables,) the grammar's p(next | context)
+
+
+@dataclass
+class CompletionScores:
+    accuracy: float
+    tv_distance: float
+    tv_floor: float
+    accuracy_exact_samples: float
+    histograms: np.ndarray  # (P, n_syllables) imagined next-syllable frequencies
+    per_prompt_tv: list[float] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "completion_accuracy": self.accuracy,
+            "completion_tv_distance": self.tv_distance,
+            "completion_tv_floor": self.tv_floor,
+            "completion_accuracy_exact_samples": self.accuracy_exact_samples,
+        }
+
+
+def syllable_histograms(predicted: np.ndarray, n_syllables: int) -> np.ndarray:
+    """(P, S) syllable ids -> (P, n_syllables) relative frequencies."""
+    predicted = np.asarray(predicted, dtype=np.int64)
+    if predicted.ndim != 2 or predicted.shape[1] < 1:
+        raise ValueError(f"predicted syllables must have shape (prompts, samples >= 1), got {predicted.shape}")
+    if predicted.size and (predicted.min() < 0 or predicted.max() >= n_syllables):
+        raise ValueError(f"predicted syllables must lie in [0, {n_syllables}), got [{predicted.min()}, {predicted.max()}]")
+    counts = np.stack([np.bincount(row, minlength=n_syllables) for row in predicted]).astype(np.float64)
+    return counts / predicted.shape[1]
+
+
+def top_choice_agreement(histograms: np.ndarray, true_next: np.ndarray) -> np.ndarray:
+    """(P,) in [0, 1]: 1/#tied when p's most likely syllable is among q's most frequent, else 0."""
+    top = histograms.max(axis=1, keepdims=True)
+    tied = np.isclose(histograms, top)
+    truth = true_next.argmax(axis=1)
+    return tied[np.arange(len(truth)), truth] / tied.sum(axis=1)
+
+
+def total_variation(histograms: np.ndarray, true_next: np.ndarray) -> np.ndarray:
+    return 0.5 * np.abs(histograms - true_next).sum(axis=1)
+
+
+def completion_scores(predicted: np.ndarray, true_next: np.ndarray, seed: int = 0) -> CompletionScores:
+    """Scores of (P, S) imagined syllable ids against (P, n_syllables) true next-syllable distributions."""
+    true_next = np.asarray(true_next, dtype=np.float64)
+    if true_next.ndim != 2 or len(true_next) != len(predicted):
+        raise ValueError(f"true_next must have shape ({len(predicted)}, n_syllables), got {true_next.shape}")
+    if not np.allclose(true_next.sum(axis=1), 1.0, atol=1e-6):
+        raise ValueError("true_next: every row must be a probability distribution (sum to 1)")
+    histograms = syllable_histograms(predicted, true_next.shape[1])
+    tv = total_variation(histograms, true_next)
+    floor_tv, floor_acc = exact_sample_references(true_next, np.asarray(predicted).shape[1], seed)
+    return CompletionScores(
+        accuracy=float(top_choice_agreement(histograms, true_next).mean()),
+        tv_distance=float(tv.mean()),
+        tv_floor=floor_tv,
+        accuracy_exact_samples=floor_acc,
+        histograms=histograms,
+        per_prompt_tv=[float(v) for v in tv],
+    )
+
+
+def exact_sample_references(true_next: np.ndarray, samples: int, seed: int = 0, repeats: int = FLOOR_REPEATS) -> tuple[float, float]:
+    """(mean TV, mean accuracy) of `samples` exact draws from each true distribution."""
+    rng = np.random.default_rng(seed)
+    tvs, accs = [], []
+    for _ in range(repeats):
+        draws = np.stack([rng.choice(len(p), size=samples, p=p / p.sum()) for p in true_next])
+        hist = syllable_histograms(draws, true_next.shape[1])
+        tvs.append(total_variation(hist, true_next).mean())
+        accs.append(top_choice_agreement(hist, true_next).mean())
+    return float(np.mean(tvs)), float(np.mean(accs))
+
+
+@torch.no_grad()
+def imagine_next_syllables(
+    model: WorldModel,
+    tokenizer: Tokenizer,
+    classifier: SyllableClassifier,
+    prompts: Sequence[CompletionPrompt],
+    samples: int,
+    policy: Policy,
+    generator: Optional[torch.Generator] = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """(P, samples) syllable ids the classifier hears in the imagined step after each prompt."""
+    if samples < 1:
+        raise ValueError(f"eval.completion_samples: must be >= 1, got {samples}")
+    out = np.zeros((len(prompts), samples), dtype=np.int64)
+    for i, prompt in enumerate(tqdm(prompts, desc="completion", unit="prompt", disable=not progress, leave=False)):
+        tokens = torch.as_tensor(prompt.tokens, dtype=torch.long)[None].repeat(samples, 1, 1)
+        state = observe_prompt(model, tokens, policy, generator)
+        imagined = imagine_tokens(model, state, 1, policy, 1.0, generator)  # (S, 1, K)
+        mel = tokenizer.decode(imagined.cpu()).cpu().numpy()  # (S, n_mels, chunk_frames)
+        out[i] = classifier.predict(mel)
+    return out

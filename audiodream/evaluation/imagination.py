@@ -1,0 +1,114 @@
+"""Prompted and unconditional imagination, shared by eval (completion, dreams) and generate.
+
+Actions: a world model of an env with actions predicts the next step *given* the
+action that leads to it, so imagining needs actions. We use the run's behaviour: the
+actor's sampled action when the run trained one (what the env workers did for most
+of training), else action 0 (always in the training data: Listen-v0 has only action 0,
+and the random prefill policy of other envs takes it as often as any other).
+
+Time convention (worldmodel/rssm.py): the action taken in state t leads to step t + 1;
+at the first step of an episode the model sees no previous state and no action.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from audiodream.agent import Actor
+from audiodream.worldmodel import ImaginedTrajectory, Policy, RSSMState, WorldModel
+
+
+def behaviour_policy(actor: Optional[Actor], n_actions: int) -> Policy:
+    """policy(features (N, F), generator) -> action ids (N,): the actor's samples, or action 0."""
+    if actor is None:
+        return lambda features, generator: torch.zeros(features.shape[0], dtype=torch.long, device=features.device)
+    if actor.n_actions != n_actions:
+        raise ValueError(f"behaviour_policy: actor has {actor.n_actions} actions, the world model {n_actions}")
+    return lambda features, generator: actor.sample(features, generator)
+
+
+@torch.no_grad()
+def observe_prompt(model: WorldModel, tokens: torch.Tensor, policy: Policy, generator: Optional[torch.Generator] = None) -> RSSMState:
+    """Posterior state after observing (N, L, K) prompt tokens from an episode start.
+
+    Step by step, so each action fed to the model is the one `policy` picks in the state
+    before it, as in the env; returns the state after the last prompt step.
+    """
+    if tokens.dim() != 3 or tokens.shape[1] < 1:
+        raise ValueError(f"observe_prompt: tokens must have shape (N, L >= 1, K), got {tuple(tokens.shape)}")
+    n, steps = tokens.shape[:2]
+    device = model.device
+    tokens = tokens.to(device)
+    state: Optional[RSSMState] = None
+    actions = torch.zeros(n, dtype=torch.long, device=device)
+    for t in range(steps):
+        is_first = torch.full((n, 1), t == 0, dtype=torch.bool, device=device)
+        state = model.observe(tokens[:, t : t + 1], actions[:, None], is_first, state, generator).last_state
+        if t + 1 < steps:
+            actions = policy(state.features, generator).long()
+    assert state is not None
+    return state
+
+
+@torch.no_grad()
+def imagine_tokens(
+    model: WorldModel,
+    start: RSSMState,
+    steps: int,
+    policy: Policy,
+    temperature: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """(N, steps, K) tokens sampled along a prior rollout of `steps` steps after `start`."""
+    if steps < 1:
+        raise ValueError(f"imagine_tokens: steps must be >= 1, got {steps}")
+    trajectory = model.imagine(start, policy, steps, generator, with_tokens=True, temperature=temperature)
+    assert trajectory.tokens is not None
+    return trajectory.tokens
+
+
+@torch.no_grad()
+def dream_trajectory(
+    model: WorldModel,
+    n: int,
+    steps: int,
+    policy: Policy,
+    temperature: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+) -> ImaginedTrajectory:
+    """Unconditional dreams: `n` episodes of `steps` steps imagined from nothing.
+
+    The first step is drawn from the prior the model learnt for episode starts (zero
+    state, no action: exactly what `observe` feeds at an is_first step); each later
+    step follows `policy`. States 1..steps of the trajectory are the dream's steps.
+    """
+    if steps < 1:
+        raise ValueError(f"dream: steps must be >= 1, got {steps}")
+    start = model.rssm.initial_state(n, model.device)
+    no_action = torch.zeros(n, model.spec.n_actions, device=model.device)
+    calls = 0
+
+    def policy_after_start(features: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return no_action
+        return model.one_hot_actions(policy(features, gen).long())
+
+    return model.imagine(start, policy_after_start, steps, generator, with_tokens=True, temperature=temperature)
+
+
+def dream_tokens(
+    model: WorldModel,
+    n: int,
+    steps: int,
+    policy: Policy,
+    temperature: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """(n, steps, K) tokens of unconditional dreams (see dream_trajectory)."""
+    tokens = dream_trajectory(model, n, steps, policy, temperature, generator).tokens
+    assert tokens is not None
+    return tokens

@@ -1,0 +1,197 @@
+"""The world model: token encoder + RSSM + token decoder + reward and continuation heads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from audiodream.config.schema import DreamerConfig
+from audiodream.worldmodel.batch import SequenceBatch
+from audiodream.worldmodel.distributions import categorical_entropy, categorical_kl
+from audiodream.worldmodel.losses import balanced_kl_loss
+from audiodream.worldmodel.networks import TokenDecoder, TokenEncoder, mlp, sample_tokens
+from audiodream.worldmodel.rssm import RSSM, PosteriorSequence, RSSMState
+from audiodream.worldmodel.sizes import WorldModelSpec, spec_from_config
+
+# policy(features (N, F), generator) -> action ids (N,) int64, or (N, A) one-hot / relaxed actions
+Policy = Callable[[torch.Tensor, Optional[torch.Generator]], torch.Tensor]
+
+
+@dataclass
+class ImaginedTrajectory:
+    """A prior rollout of N starts over H steps. Index 0 is the start state.
+
+    actions[:, j] is taken in state j and leads to state j + 1 (so, in batch terms,
+    it is the action stored with step j + 1).
+    """
+
+    h: torch.Tensor  # (N, H+1, deter)
+    z: torch.Tensor  # (N, H+1, stoch*classes)
+    prior_log_probs: torch.Tensor  # (N, H, stoch, classes): distribution z[:, 1:] was drawn from
+    actions: torch.Tensor  # (N, H) int64 action ids
+    action_one_hot: torch.Tensor  # (N, H, A) as fed to the model (carries gradients of relaxed actions)
+    rewards: torch.Tensor  # (N, H+1) predicted rewards
+    continues: torch.Tensor  # (N, H+1) predicted probability that the episode goes on
+    tokens: Optional[torch.Tensor] = None  # (N, H, K) tokens sampled for states 1..H, if asked for
+
+    @property
+    def features(self) -> torch.Tensor:
+        return torch.cat([self.h, self.z], dim=-1)
+
+
+class WorldModel(nn.Module):
+    def __init__(self, spec: WorldModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.encoder = TokenEncoder(spec.tokens_per_step, spec.vocab_size, spec.token_embed, spec.hidden, spec.embed)
+        self.rssm = RSSM(spec)
+        self.decoder = TokenDecoder(spec.feature_dim, spec.hidden, spec.tokens_per_step, spec.decoder_slot_dim, spec.vocab_size)
+        # Reward and continuation share one hidden layer: both are simple functions of
+        # the features, and a second (feature_dim x hidden) layer cost ~10% of an update.
+        self.heads = mlp(spec.feature_dim, spec.hidden, 2)
+
+    @classmethod
+    def from_config(cls, cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int) -> "WorldModel":
+        return cls(spec_from_config(cfg, tokens_per_step, vocab_size, n_actions))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def one_hot_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(actions, self.spec.n_actions).float()
+
+    def observe(
+        self,
+        tokens: torch.Tensor,
+        actions: torch.Tensor,
+        is_first: torch.Tensor,
+        state: Optional[RSSMState] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> PosteriorSequence:
+        """Posterior states of a (B, T) sequence; `state` continues from a previous chunk."""
+        return self.rssm.observe(self.encoder(tokens), self.one_hot_actions(actions), is_first, state, generator)
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalised token log-probabilities (..., K, V) from features (..., F); usable as logits."""
+        return self.decoder(features)
+
+    def token_log_prob(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """log p(tokens (..., K) | features (..., F)): the cheap path (no full (K, V) table)."""
+        return self.decoder.token_log_prob(features, tokens)
+
+    def sample_tokens(self, features: torch.Tensor, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Token ids (..., K) drawn from the decoder at features (..., F); temperature 0: most likely.
+
+        Feed the result to the tokenizer's decode() to hear or see what the model predicts.
+        Runs one step (dim -2 of 3-D features) at a time to bound the (N, K, V) table in memory.
+        """
+        if features.dim() == 3:
+            return torch.stack([self.sample_tokens(features[:, j], temperature, generator) for j in range(features.shape[1])], dim=1)
+        return sample_tokens(self.decode(features), temperature, generator)
+
+    def predict_reward_and_continue_logit(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reward (...,), logit of P(episode goes on) (...,)) at features (..., F)."""
+        out = self.heads(features).float()
+        return out[..., 0], out[..., 1]
+
+    def predict_reward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.predict_reward_and_continue_logit(features)[0]
+
+    def predict_continue_logit(self, features: torch.Tensor) -> torch.Tensor:
+        return self.predict_reward_and_continue_logit(features)[1]
+
+    def loss(self, batch: SequenceBatch, state: Optional[RSSMState] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], PosteriorSequence]:
+        """Total loss (scalar), detached metric tensors, and the posterior sequence.
+
+        Token loss is the cross-entropy summed over the K tokens of a step (the
+        step's negative log-likelihood, as an image NLL is summed over pixels in
+        DreamerV2), averaged over B x T; `ce_tokens` reports it per token.
+        """
+        spec = self.spec
+        posterior = self.observe(batch.tokens, batch.actions, batch.is_first, state)
+        features = posterior.features
+        token_nll = -self.token_log_prob(features, batch.tokens)  # (B, T, K)
+        loss_tokens = token_nll.sum(-1).mean()
+        reward, cont_logit = self.predict_reward_and_continue_logit(features)
+        loss_reward = F.mse_loss(reward, batch.rewards)
+        loss_cont = F.binary_cross_entropy_with_logits(cont_logit, (~batch.terminals).float())
+        kl_term = balanced_kl_loss(posterior.post_log_probs, posterior.prior_log_probs, spec.kl_balance, spec.free_nats).mean()
+        total = loss_tokens + spec.reward_scale * loss_reward + spec.cont_scale * loss_cont + spec.kl_scale * kl_term
+        with torch.no_grad():
+            metrics = {
+                "loss_model": total.detach(),
+                "loss_kl": categorical_kl(posterior.post_log_probs, posterior.prior_log_probs).mean(),
+                "loss_kl_balanced": kl_term.detach(),
+                "loss_tokens": loss_tokens.detach(),
+                "ce_tokens": token_nll.mean(),
+                "loss_reward": loss_reward.detach(),
+                "loss_cont": loss_cont.detach(),
+                "entropy_prior": categorical_entropy(posterior.prior_log_probs).mean(),
+                "entropy_post": categorical_entropy(posterior.post_log_probs).mean(),
+            }
+        return total, metrics, posterior
+
+    def _action_input(self, chosen: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids (N,), one-hot (N, A)) from a policy's or a schedule's output."""
+        if chosen.dtype.is_floating_point:
+            if chosen.shape[-1] != self.spec.n_actions:
+                raise ValueError(f"imagine: step {step}: relaxed actions need last dim {self.spec.n_actions}, got {tuple(chosen.shape)}")
+            return chosen.argmax(-1), chosen
+        if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= self.spec.n_actions):
+            raise ValueError(f"imagine: step {step}: action ids must lie in [0, {self.spec.n_actions})")
+        return chosen.long(), self.one_hot_actions(chosen.long())
+
+    def imagine(
+        self,
+        start: RSSMState,
+        policy_or_actions: Union[Policy, torch.Tensor],
+        horizon: int,
+        generator: Optional[torch.Generator] = None,
+        with_tokens: bool = False,
+        temperature: float = 1.0,
+    ) -> ImaginedTrajectory:
+        """Roll the prior forward `horizon` steps from N start states.
+
+        `policy_or_actions` is either a policy called as policy(features, generator)
+        in each state, or a fixed schedule of action ids (N, H) (e.g. the real actions
+        for open-loop prediction). All sampling (latents, tokens, and the policy if it
+        uses the generator) draws from `generator`, so a fixed seed gives the same
+        rollout. Gradients flow; wrap in torch.no_grad() when none are needed.
+        """
+        if start.h.dim() != 2:
+            raise ValueError(f"imagine: start states need shape (N, deter), got h {tuple(start.h.shape)}; use state.flatten()")
+        schedule = None if callable(policy_or_actions) else policy_or_actions
+        if schedule is not None and (schedule.dim() < 2 or schedule.shape[0] != start.h.shape[0] or schedule.shape[1] < horizon):
+            raise ValueError(f"imagine: action schedule needs shape ({start.h.shape[0]}, >={horizon}), got {tuple(schedule.shape)}")
+        state = start
+        hs, zs, prior_lps, action_ids, action_inputs = [start.h], [start.z], [], [], []
+        for step in range(horizon):
+            chosen = schedule[:, step] if schedule is not None else policy_or_actions(state.features, generator)  # type: ignore[operator]
+            ids, action = self._action_input(chosen, step)
+            state, prior_lp = self.rssm.imagine_step(state, action, generator)
+            hs.append(state.h)
+            zs.append(state.z)
+            prior_lps.append(prior_lp)
+            action_ids.append(ids)
+            action_inputs.append(action)
+        h, z = torch.stack(hs, dim=1), torch.stack(zs, dim=1)
+        features = torch.cat([h, z], dim=-1)
+        rewards, cont_logit = self.predict_reward_and_continue_logit(features)
+        tokens = None
+        if with_tokens and horizon > 0:
+            tokens = self.sample_tokens(features[:, 1:], temperature, generator)
+        return ImaginedTrajectory(
+            h=h,
+            z=z,
+            prior_log_probs=torch.stack(prior_lps, dim=1) if prior_lps else h.new_zeros(h.shape[0], 0, self.spec.stoch, self.spec.classes),
+            actions=torch.stack(action_ids, dim=1) if action_ids else torch.zeros(h.shape[0], 0, dtype=torch.long, device=h.device),
+            action_one_hot=torch.stack(action_inputs, dim=1) if action_inputs else h.new_zeros(h.shape[0], 0, self.spec.n_actions),
+            rewards=rewards,
+            continues=torch.sigmoid(cont_logit),
+            tokens=tokens,
+        )

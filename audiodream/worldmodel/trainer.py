@@ -1,0 +1,117 @@
+"""In-process world-model training: one call = one Adam update on one B x T batch.
+
+No Ray here: the learner actor wraps this, and tests and benchmarks call it directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import torch
+
+from audiodream.config.schema import DreamerConfig
+from audiodream.worldmodel.batch import to_sequence_batch
+from audiodream.worldmodel.model import WorldModel
+from audiodream.worldmodel.rssm import PosteriorSequence, RSSMState
+from audiodream.worldmodel.sizes import WorldModelSpec, spec_from_config
+
+CHECKPOINT_FORMAT = 1
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class WorldModelUpdate:
+    """Result of one update: float metrics and the detached posterior (actor-critic starts)."""
+
+    metrics: dict[str, float]
+    posterior: PosteriorSequence
+
+
+class WorldModelTrainer:
+    def __init__(self, model: WorldModel, lr: float = 1e-3, grad_clip: float = 100.0, device: str | torch.device = "cpu", adam_eps: float = 1e-5) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.lr = float(lr)
+        self.grad_clip = float(grad_clip)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, eps=adam_eps)
+        self.step = 0
+
+    @classmethod
+    def from_config(cls, cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int, device: str | torch.device = "cpu") -> "WorldModelTrainer":
+        model = WorldModel(spec_from_config(cfg, tokens_per_step, vocab_size, n_actions))
+        return cls(model, lr=cfg.lr_model, grad_clip=cfg.grad_clip, device=device)
+
+    @property
+    def spec(self) -> WorldModelSpec:
+        return self.model.spec
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast on CUDA (tensor cores, no loss scaling needed); float32 on CPU."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def update(self, batch: Mapping[str, Any], state: Optional[RSSMState] = None) -> WorldModelUpdate:
+        """One Adam step on `batch` (see batch.SequenceBatch for the conventions)."""
+        data = to_sequence_batch(batch, self.spec, self.device)
+        self.model.train()
+        with self.autocast():
+            loss, metrics, posterior = self.model.loss(data, state)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        values = {name: float(value) for name, value in metrics.items()}
+        values["grad_norm"] = float(grad_norm)
+        detached = PosteriorSequence(posterior.h.detach(), posterior.z.detach(), posterior.post_log_probs.detach(), posterior.prior_log_probs.detach())
+        return WorldModelUpdate(values, detached)
+
+    def train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        return self.update(batch).metrics
+
+    @torch.no_grad()
+    def observe(self, batch: Mapping[str, Any], state: Optional[RSSMState] = None) -> tuple[PosteriorSequence, torch.Tensor]:
+        """Posterior states of a batch (no gradients) and their features concat(h, z)."""
+        data = to_sequence_batch(batch, self.spec, self.device)
+        self.model.eval()
+        with self.autocast():
+            posterior = self.model.observe(data.tokens, data.actions, data.is_first, state)
+        return posterior, posterior.features
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain types only, so torch.load(..., weights_only=True) reads it."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "spec": self.spec.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "lr": self.lr,
+            "grad_clip": self.grad_clip,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"world model checkpoint: format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+        saved = WorldModelSpec.from_dict(state["spec"])
+        if saved != self.spec:
+            raise ValueError(f"world model checkpoint: spec {saved} does not match this model's {self.spec}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any], device: str | torch.device = "cpu") -> "WorldModelTrainer":
+        """Rebuild model and optimizer from a checkpoint alone."""
+        trainer = cls(WorldModel(WorldModelSpec.from_dict(state["spec"])), lr=float(state["lr"]), grad_clip=float(state["grad_clip"]), device=device)
+        trainer.load_state_dict(state)
+        return trainer

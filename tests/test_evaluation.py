@@ -1,0 +1,311 @@
+"""Stage eval (audiodream/evaluation/) end to end on a tiny run.dir, and its scoring by hand.
+
+The tiny run.dir is made with the real writers of every earlier stage: a synthetic
+corpus with its manifest and feature cache, a saved (untrained) tokenizer, a dreamer
+checkpoint of briefly trained tiny models, and replay chunk files, so eval reads exactly
+the formats a real run leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import envs
+from audiodream.agent import RandomPolicy
+from audiodream.config import load_config
+from audiodream.config.schema import Config
+from audiodream.data.feature_cache import FeatureCache
+from audiodream.data.manifest import ManifestRow, write_manifest
+from audiodream.data.split import assign_splits
+from audiodream.data.stage import DataPaths, samples_per_step
+from audiodream.data.synthetic.corpus import build_synthetic_corpus
+from audiodream.distributed.replay import ReplayBuffer
+from audiodream.dreamer.checkpoint import save_checkpoint, resume_fingerprint
+from audiodream.dreamer.trainers import DreamerTrainers
+from audiodream.evaluation import completion_scores, eval_stage, load_trained_run, play_episodes, replay_episodes
+from audiodream.evaluation.completion import exact_sample_references
+from audiodream.evaluation.imagination import behaviour_policy, dream_trajectory
+from audiodream.evaluation.returns import gap_closed
+from audiodream.evaluation.trained_run import MissingStageOutput
+from audiodream.tokenizer.model import Tokenizer
+from audiodream.tracking import Tracker
+
+HORIZONS = ("1", "2", "4", "8", "16")
+TINY = [
+    "run.progress=false",
+    "mlflow.enabled=false",
+    "data.synthetic.n_speakers=5",
+    "data.synthetic.utterances_per_speaker=2",
+    "data.synthetic.min_syllables=24",  # C=8 + h=16 steps: every horizon has test episodes
+    "data.synthetic.max_syllables=26",
+    "features.griffin_lim_iters=4",
+    "tokenizer.codebook_size=64",
+    "tokenizer.groups=2",
+    "tokenizer.code_dim=4",
+    "tokenizer.hidden=16",
+    "tokenizer.blocks=1",
+    "dreamer.token_embed=8",
+    "dreamer.embed=32",
+    "dreamer.deter=32",
+    "dreamer.stoch=4",
+    "dreamer.classes=4",
+    "dreamer.hidden=32",
+    "dreamer.decoder_slot_dim=8",
+    "env.num_envs=2",
+    "env.episode_steps=40",
+    "eval.episodes=4",
+    "eval.completion_prompts=3",
+    "eval.completion_samples=8",
+    "eval.n_dreams=1",
+    "eval.ce_samples=2",
+    "eval.dream_steps=4",
+]
+
+
+def tiny_config(run_dir: Path, env_id: str, *extra: str) -> Config:
+    return load_config([], TINY + [f"run.dir={run_dir}", f"env.id={env_id}", *extra])
+
+
+def build_tiny_run(cfg: Config, run_dir: Path, updates: int = 5) -> dict[str, list]:
+    """data + tokenizer + dreamer outputs in run_dir, in the formats those stages write."""
+    paths = DataPaths.of(run_dir)
+    utterances = build_synthetic_corpus(
+        paths.synthetic, cfg.data.synthetic, cfg.features.sample_rate, samples_per_step(cfg), progress=False, num_workers=1
+    )
+    clips = FeatureCache(paths.feature_root, cfg.features).compute([u.path for u in utterances], num_workers=1, progress=False)
+    split = assign_splits(u.speaker for u in utterances)
+    write_manifest(
+        paths.manifest,
+        [
+            ManifestRow(str(u.path), u.speaker, c.duration_s, split[u.speaker], c.frames, c.key, {"syllables": " ".join(map(str, u.syllables))})
+            for u, c in zip(utterances, clips)
+        ],
+    )
+    torch.manual_seed(0)
+    tokenizer = Tokenizer.from_config(cfg.tokenizer, cfg.features, cfg.env.chunk_frames)
+    tokenizer_path = tokenizer.save(run_dir / "tokenizer" / "checkpoint.pt")
+    probe = envs.make_env(cfg, None, run_dir)
+    n_actions = int(probe.action_space.n)
+    probe.close()
+    fingerprint = resume_fingerprint(cfg)
+    replay = ReplayBuffer(10_000, tokenizer.tokens_per_step, tokenizer.codebook_size, n_actions, directory=run_dir / "replay", fingerprint=fingerprint)
+    vector = envs.make_vector_env(cfg, 2, tokenizer_path, run_dir)
+    played = play_episodes(vector, RandomPolicy(n_actions), 6, seed=1, greedy=False)
+    vector.close()
+    for i, episode in enumerate(played.episodes):
+        replay.add({**episode, "episode_ids": np.full(len(episode["actions"]), i)})
+    trainers = DreamerTrainers(cfg.dreamer, tokenizer.tokens_per_step, tokenizer.codebook_size, n_actions, "cpu")
+    for _ in range(updates):
+        trainers.update(replay.sample(4, 8), None)
+    state = {"fingerprint": fingerprint, "step": updates, "env_steps": replay.total_added, "policy_version": 0, **trainers.state_dict()}
+    save_checkpoint(run_dir / "dreamer" / "checkpoint.pt", state)
+    return {"episodes": played.episodes}
+
+
+@pytest.fixture(scope="module")
+def listen_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Path, dict]:
+    run_dir = tmp_path_factory.mktemp("listen_run")
+    cfg = tiny_config(run_dir, "audiodream/Listen-v0", "dreamer.actor_critic=false")
+    built = build_tiny_run(cfg, run_dir)
+    tracker = Tracker.start(run_dir, f"sqlite:///{run_dir / 'mlflow.db'}", "eval-test", "tiny")
+    eval_stage(cfg, run_dir, tracker)
+    return cfg, run_dir, {**built, "tracker": tracker}
+
+
+@pytest.fixture(scope="module")
+def complete_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Path]:
+    run_dir = tmp_path_factory.mktemp("complete_run")
+    cfg = tiny_config(run_dir, "audiodream/Complete-v0", "env.kwargs={voices: 2}", "eval.context_steps=4")
+    build_tiny_run(cfg, run_dir)
+    eval_stage(cfg, run_dir, Tracker.disabled())
+    return cfg, run_dir
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# ------------------------------------------------------------------------- end to end
+
+
+def test_eval_writes_ce_by_horizon_and_baselines_for_every_horizon(listen_run) -> None:
+    cfg, run_dir, _ = listen_run
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert tuple(metrics["ce_by_horizon"]) == HORIZONS
+    assert all(_finite(v) and v > 0 for v in metrics["ce_by_horizon"].values())
+    assert set(metrics["ce_baselines"]) == {"unigram", "bigram", "repeat"}
+    for curve in metrics["ce_baselines"].values():
+        assert tuple(curve) == HORIZONS and all(_finite(v) and v > 0 for v in curve.values())
+    assert metrics["steps_by_horizon"] == {h: cfg.eval.episodes for h in HORIZONS}  # one prediction per test episode
+    assert metrics["context_steps"] == cfg.eval.context_steps and metrics["ce_baseline_fit"].startswith("replay")
+    # an untrained model on 64 codes knows little: its CE is near log(64), not below the baselines' floor of 0
+    assert metrics["ce_by_horizon"]["1"] < 2 * math.log(64)
+    assert metrics["return_mean"] == 0.0 and metrics["return_episodes"] == cfg.eval.episodes  # Listen-v0: one action, reward 0
+    assert metrics["return_policy"].startswith("random")
+    for key in ("completion_accuracy", "completion_tv_distance", "completion_tv_floor", "classifier_accuracy_real"):
+        assert _finite(metrics[key]) and 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["completion_prompts"] == 3 and metrics["completion_samples"] == 8
+    assert "test-split utterances" in metrics["completion_source"]
+    assert metrics["classifier_accuracy_real"] > 1 / 24  # fitted on train chunks, scored on held-out voices
+
+
+def test_eval_writes_plots_and_valid_wavs(listen_run) -> None:
+    cfg, run_dir, _ = listen_run
+    for name in ("ce_by_horizon", "completion", "continuations", "dreams"):
+        png = run_dir / "eval" / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    samples = run_dir / "eval" / "samples"
+    step_samples = samples_per_step(cfg)
+    expected = {"continuation_0.wav": None, "continuation_0_real.wav": None, "dream_0.wav": cfg.eval.dream_steps * step_samples}
+    assert {p.name for p in samples.glob("*.wav")} == set(expected)
+    for name, length in expected.items():
+        audio, rate = sf.read(str(samples / name))
+        assert rate == cfg.features.sample_rate, name
+        assert np.isfinite(audio).all() and np.abs(audio).max() > 1e-3, name
+        assert len(audio) % step_samples == 0 and len(audio) >= 2 * step_samples, name
+        if length is not None:
+            assert len(audio) == length, name
+    real, _ = sf.read(str(samples / "continuation_0_real.wav"))
+    imagined, _ = sf.read(str(samples / "continuation_0.wav"))
+    assert len(real) == len(imagined)  # the imagined part is as long as the utterance's real rest
+
+
+def test_eval_logs_numbers_and_files_to_mlflow(listen_run) -> None:
+    from mlflow.tracking import MlflowClient
+
+    _, run_dir, built = listen_run
+    tracker = built["tracker"]
+    client = MlflowClient(tracking_uri=tracker.tracking_uri)
+    logged = client.get_run(tracker.run_id).data.metrics
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert logged["eval.ce_by_horizon.16"] == pytest.approx(metrics["ce_by_horizon"]["16"])
+    assert logged["eval.ce_baselines.bigram.1"] == pytest.approx(metrics["ce_baselines"]["bigram"]["1"])
+    samples = {Path(a.path).name for a in client.list_artifacts(tracker.run_id, "eval/samples")}
+    plots = {Path(a.path).name for a in client.list_artifacts(tracker.run_id, "eval/plots")}
+    assert samples == {p.name for p in (run_dir / "eval" / "samples").glob("*.wav")}
+    assert "ce_by_horizon.png" in plots and "dreams.png" in plots
+
+
+def test_complete_eval_reports_returns_against_exact_references(complete_run) -> None:
+    cfg, run_dir = complete_run
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    env = envs.make_env(cfg, None, run_dir).unwrapped
+    assert metrics["optimal_return"] == pytest.approx(env.optimal_return())
+    assert metrics["random_return"] == pytest.approx(env.random_return())
+    assert metrics["return_policy"] == "greedy actor" and metrics["return_episodes"] == cfg.eval.episodes
+    assert 0.0 <= metrics["return_mean"] <= 3.0  # 3 answers, reward <= 1 each
+    assert _finite(metrics["return_random_policy_measured"]) and _finite(metrics["return_mean_test_split"])
+    expected_gap = (metrics["return_mean"] - metrics["random_return"]) / (metrics["optimal_return"] - metrics["random_return"])
+    assert metrics["return_gap_closed"] == pytest.approx(expected_gap)
+    # Complete-v0 episodes (8-10 steps) cannot reach C=4 + h=8: reported as null, not made up
+    assert _finite(metrics["ce_by_horizon"]["1"]) and metrics["ce_by_horizon"]["8"] is None
+    assert metrics["steps_by_horizon"]["8"] == 0
+    assert "prompt steps" in metrics["completion_source"] and _finite(metrics["completion_tv_distance"])
+    assert metrics["completion_prompt_steps_mean"] <= 3  # shortest prompt is 4 syllables: prompts of 2-3 steps
+
+
+# ------------------------------------------------------------------------ scoring by hand
+
+
+def test_completion_scores_on_a_hand_made_histogram() -> None:
+    true_next = np.zeros((3, 24))
+    true_next[0, [0, 1, 2]] = [0.7, 0.2, 0.1]
+    true_next[1, [1, 2]] = [0.3, 0.7]
+    true_next[2, [0, 3]] = [0.6, 0.4]
+    predicted = np.array(
+        [
+            [0] * 6 + [1] * 4,  # right top choice; q = (.6, .4, 0) -> TV = (.1 + .2 + .1) / 2 = .2
+            [1] * 7 + [2] * 3,  # wrong top choice; TV = (.4 + .4) / 2 = .4
+            [0] * 5 + [3] * 5,  # tie between 0 (right) and 3: counts 1/2; TV = (.1 + .1) / 2 = .1
+        ]
+    )
+    scores = completion_scores(predicted, true_next)
+    assert scores.accuracy == pytest.approx((1 + 0 + 0.5) / 3)
+    assert scores.per_prompt_tv == pytest.approx([0.2, 0.4, 0.1])
+    assert scores.tv_distance == pytest.approx(0.7 / 3)
+    assert scores.histograms[0, :2] == pytest.approx([0.6, 0.4])
+    with pytest.raises(ValueError, match="must lie in"):
+        completion_scores(np.array([[24]]), true_next[:1])
+
+
+def test_exact_sample_references_shrink_with_more_samples() -> None:
+    point = np.zeros((1, 24))
+    point[0, 5] = 1.0
+    assert exact_sample_references(point, 8) == (0.0, 1.0)  # a certain next syllable: exact samples are perfect
+    spread = np.full((4, 24), 1 / 24)
+    spread[:, 0] += 0.5
+    spread /= spread.sum(axis=1, keepdims=True)
+    few, _ = exact_sample_references(spread, 8)
+    many, _ = exact_sample_references(spread, 512)
+    assert 0 < many < few < 1
+
+
+def test_gap_closed() -> None:
+    assert gap_closed(1.5, 0.5, 2.5) == pytest.approx(0.5)
+    assert gap_closed(0.0, 0.0, 0.0) is None  # Listen-v0: nothing to close
+
+
+# --------------------------------------------------------------------- episodes and replay
+
+
+def test_replay_episodes_read_back_what_was_stored(listen_run) -> None:
+    cfg, run_dir, built = listen_run
+    stored = built["episodes"]
+    read = replay_episodes(run_dir / "replay", expected_fingerprint=resume_fingerprint(cfg))
+    assert len(read) == len(stored)
+    for got, want in zip(read, stored):
+        assert np.array_equal(got["tokens"], want["tokens"]) and np.array_equal(got["actions"], want["actions"])
+        assert got["is_first"][0] and not got["is_first"][1:].any()
+    newest = replay_episodes(run_dir / "replay", max_steps=len(stored[-1]["actions"]))
+    assert len(newest) == 1 and np.array_equal(newest[0]["tokens"], stored[-1]["tokens"])
+    with pytest.raises(ValueError, match="different"):
+        replay_episodes(run_dir / "replay", expected_fingerprint="not-this-run")
+
+
+def test_play_episodes_gives_exactly_n_whole_episodes(complete_run) -> None:
+    cfg, run_dir = complete_run
+    vector = envs.make_vector_env(cfg, 3, run_dir / "tokenizer" / "checkpoint.pt", run_dir)
+    played = play_episodes(vector, RandomPolicy(24), 7, seed=5, greedy=False)
+    vector.close()
+    assert len(played.episodes) == len(played.returns) == 7
+    for episode, ret in zip(played.episodes, played.returns):
+        steps = len(episode["actions"])
+        assert 8 <= steps <= 10  # Complete-v0 defaults: 4-6 prompt syllables + turn cue + 3 answers
+        assert episode["is_first"][0] and episode["actions"][0] == 0 and episode["rewards"][0] == 0
+        assert episode["terminals"][-1] and not episode["terminals"][:-1].any()
+        assert ret == pytest.approx(float(episode["rewards"].sum())) and not episode["rewards"][:-3].any()  # only answers pay
+
+
+# ----------------------------------------------------------------------- models and errors
+
+
+def test_unconditional_dream_starts_like_an_observed_episode(listen_run) -> None:
+    """The first dream step must come from the prior the model uses at an is_first step."""
+    cfg, run_dir, _ = listen_run
+    model = load_trained_run(cfg, run_dir).world_model
+    generator = torch.Generator().manual_seed(0)
+    dream = dream_trajectory(model, 2, 3, behaviour_policy(None, model.spec.n_actions), generator=generator)
+    tokens = torch.zeros(2, 1, model.spec.tokens_per_step, dtype=torch.long)
+    observed = model.observe(tokens, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool))
+    assert torch.allclose(dream.h[:, 1], observed.h[:, 0], atol=1e-6)
+    assert torch.allclose(dream.prior_log_probs[:, 0], observed.prior_log_probs[:, 0], atol=1e-5)
+    assert dream.tokens is not None and dream.tokens.shape == (2, 3, model.spec.tokens_per_step)
+
+
+def test_eval_refuses_missing_or_foreign_checkpoints(listen_run, tmp_path: Path) -> None:
+    cfg, run_dir, _ = listen_run
+    with pytest.raises(MissingStageOutput, match=str(tmp_path / "tokenizer" / "checkpoint.pt")):
+        load_trained_run(cfg, tmp_path)
+    other = tiny_config(run_dir, "audiodream/Listen-v0", "dreamer.actor_critic=false", "dreamer.deter=48")
+    with pytest.raises(ValueError, match=r"dreamer[/\\]checkpoint.pt: made with different"):
+        load_trained_run(other, run_dir)
+    bad = tiny_config(run_dir, "audiodream/Listen-v0", "eval.context_steps=0")
+    with pytest.raises(ValueError, match="eval.context_steps"):
+        eval_stage(bad, run_dir, Tracker.disabled())
