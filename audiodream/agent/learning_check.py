@@ -8,6 +8,11 @@ through `AgentPolicy` (posterior updates from the real tokens, one step at a tim
 The grammar repeats the syllable two steps back with probability 0.7, so the best
 policy scores about 0.7+ per step and a random one 1/24.
 
+Besides the greedy agent, a random policy and the grammar's best guess, it scores a
+one-step lookahead on the world model alone (the action with the highest predicted
+next reward): what the world model knows, so that a weak world model can be told
+from a weak actor.
+
 Rewards (`--reward`): `dense` (default, as Complete-v0): the action taken at step t
 earns the grammar's probability of that syllable given the syllables so far;
 `hit` (the toy source's own): 1 when the action names syllable t + 1, else 0.

@@ -136,6 +136,7 @@ class DreamerConfig:
     reward_scale: float = 1.0
     cont_scale: float = 1.0
     imag_horizon: int = 15
+    imag_starts: Optional[int] = None
     gamma: float = 0.95
     lambda_: float = 0.95
     entropy_coef: float = 1.0e-2

@@ -25,7 +25,7 @@ class DreamerTrainers:
         self.world_model = WorldModelTrainer.from_config(cfg, tokens_per_step, vocab_size, n_actions, device)
         self.actor_critic: Optional[ActorCriticTrainer] = None
         if cfg.actor_critic:
-            self.actor_critic = ActorCriticTrainer(cfg, self.world_model.spec.feature_dim, n_actions, device)
+            self.actor_critic = ActorCriticTrainer(cfg, self.world_model.spec.feature_dim, n_actions, device, max_starts=cfg.imag_starts)
 
     def update(self, batch: Mapping[str, np.ndarray], generator: Optional[torch.Generator]) -> tuple[dict[str, float], dict[str, float]]:
         phases: dict[str, float] = {}
