@@ -116,24 +116,6 @@ def reference_returns(cfg: Config, run_dir: Path) -> dict[str, float]:
         env.close()
 
 
-def start_ray(cfg: Config) -> bool:
-    """Join or start Ray as `ray.*` says; True if this call started it (and should stop it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"address": cfg.ray.address, "log_to_driver": False}
-    if cfg.ray.address is None:
-        kwargs.update(
-            num_cpus=cfg.ray.num_cpus,
-            include_dashboard=cfg.ray.include_dashboard,
-            dashboard_host=cfg.ray.dashboard_host,
-            dashboard_port=cfg.ray.dashboard_port,
-        )
-    ray.init(**kwargs)
-    return True
-
-
 def train_baseline(cfg: Config, run_dir: Path, tracker: Tracker) -> list[dict[str, Any]]:
     from envs import register_configured_env
 
@@ -169,14 +151,13 @@ def train_baseline(cfg: Config, run_dir: Path, tracker: Tracker) -> list[dict[st
 
 def baseline_stage(cfg: Config, run_dir: Path, tracker: Tracker) -> None:
     """Stage entry point (see audiodream.pipeline.stages)."""
-    import ray
+    from audiodream.distributed.cluster import connect, disconnect
 
-    started_ray = start_ray(cfg)
+    cluster = connect(cfg.ray, log_to_driver=False)
     try:
         rows = train_baseline(cfg, Path(run_dir), tracker)
     finally:
-        if started_ray:
-            ray.shutdown()
+        disconnect(cluster)
     summary = {
         "algo": cfg.baseline.algo,
         "env_id": cfg.env.id,
