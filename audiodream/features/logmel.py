@@ -122,7 +122,5 @@ class LogMelExtractor:
     @torch.no_grad()
     def normalized(self, wave: np.ndarray) -> NormalizedMel:
         log_mel = self.log_mel(torch.from_numpy(np.asarray(wave, dtype=np.float32)))
-        mean = log_mel.mean()
-        std = log_mel.std(unbiased=False).clamp_min(MIN_STD)
-        mel = ((log_mel - mean) / std).cpu().numpy()
-        return NormalizedMel(mel, float(mean), float(std))
+        mel, mean, std = normalize(log_mel[None].cpu())
+        return NormalizedMel(mel[0].numpy(), float(mean[0]), float(std[0]))
