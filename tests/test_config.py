@@ -49,6 +49,22 @@ def test_configs_merge_in_order_and_overrides_are_yaml_typed(tmp_path):
     assert cfg.config_names == ["a", "b"]
 
 
+def test_a_config_includes_others_before_itself(tmp_path):
+    (tmp_path / "defaults.yaml").write_text((CONFIGS_DIR / "defaults.yaml").read_text())
+    (tmp_path / "base.yaml").write_text("ray:\n  num_workers: 5\ndreamer:\n  batch_size: 4\n")
+    (tmp_path / "child.yaml").write_text("include: [base]\nray:\n  num_workers: 7\n")
+    cfg = load_config(["child"], ["dreamer.seq_len=9"], configs_dir=tmp_path)
+    assert (cfg.ray.num_workers, cfg.dreamer.batch_size, cfg.dreamer.seq_len) == (7, 4, 9)  # base, then child, then overrides
+    assert cfg.config_names == ["child"]
+    (tmp_path / "a.yaml").write_text("include: b\n")
+    (tmp_path / "b.yaml").write_text("include: [a]\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(["a"], configs_dir=tmp_path)
+    (tmp_path / "c.yaml").write_text("include: [nope]\n")
+    with pytest.raises(ConfigError, match="'nope' not found .*included by"):
+        load_config(["c"], configs_dir=tmp_path)
+
+
 @pytest.mark.parametrize(
     "override, named, suggestion",
     [

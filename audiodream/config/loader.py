@@ -1,8 +1,9 @@
 """Load, merge, override and validate configs.
 
 Order (pydreamer-style sections plus overrides): `configs/defaults.yaml`, then each
-`configs/NAME.yaml` given with `--config`, then dotted `key=value` overrides whose
-values are parsed as YAML (`run.stages=[data,tokenizer]`, `ray.num_workers=2`).
+`configs/NAME.yaml` given with `--config` (each preceded by the configs its `include:`
+key names), then dotted `key=value` overrides whose values are parsed as YAML
+(`run.stages=[data,tokenizer]`, `ray.num_workers=2`).
 YAML is parsed with `yaml.safe_load` only: nothing in a config is ever evaluated.
 """
 
@@ -214,16 +215,46 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}': must be > 0, got {value}")
 
 
+def config_path(name: str, configs_dir: Path = CONFIGS_DIR, relative_to: Path | None = None) -> Path:
+    """`NAME` -> configs/NAME.yaml; a name ending in .yaml is a path (relative to `relative_to` when given)."""
+    if name.endswith(".yaml"):
+        path = Path(name).expanduser()
+        return path if path.is_absolute() or relative_to is None else relative_to / path
+    return configs_dir / f"{name}.yaml"
+
+
+def read_named_config(name: str, configs_dir: Path = CONFIGS_DIR, relative_to: Path | None = None, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One named config with its `include:` list resolved.
+
+    A config may start with `include: [NAME, ...]` (or one name): those configs are merged
+    first, in order, then the file itself, exactly as if they had come before it on the
+    command line (`--config NAME --config this`). Includes nest; a cycle is an error."""
+    path = config_path(name, configs_dir, relative_to)
+    if not path.is_file():
+        close = difflib.get_close_matches(name, available_configs(configs_dir), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        where = f" (included by {chain[-1]})" if chain else ""
+        raise ConfigError(f"config '{name}' not found at {path}{where}{hint} (available: {', '.join(available_configs(configs_dir))})")
+    key = str(path.resolve())
+    if key in chain:
+        raise ConfigError(f"{path}: 'include' makes a cycle ({' -> '.join([*chain, key])})")
+    tree = read_yaml(path)
+    includes = tree.pop("include", None) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise ConfigError(f"{path}: 'include' must be a config name or a list of names, got {includes!r}")
+    merged: dict[str, Any] = {}
+    for included in includes:
+        merged = deep_merge(merged, read_named_config(included, configs_dir, path.parent, (*chain, key)))
+    return deep_merge(merged, tree)
+
+
 def load_config(names: list[str], overrides: list[str] | None = None, configs_dir: Path = CONFIGS_DIR) -> Config:
     defaults_path = configs_dir / "defaults.yaml"
     tree = read_yaml(defaults_path)
     for name in names:
-        path = Path(name) if name.endswith(".yaml") else configs_dir / f"{name}.yaml"
-        if not path.is_file():
-            close = difflib.get_close_matches(name, available_configs(configs_dir), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"config '{name}' not found at {path}{hint} (available: {', '.join(available_configs(configs_dir))})")
-        tree = deep_merge(tree, read_yaml(path))
+        tree = deep_merge(tree, read_named_config(name, configs_dir))
     for text in overrides or []:
         path_parts, value = parse_override(text)
         apply_override(tree, path_parts, value)
