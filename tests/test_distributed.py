@@ -266,6 +266,8 @@ def test_stage_on_ray_streams_data_to_the_learner_and_weights_back(finished_stag
     # weights came back: by the last row every worker acts with published weights, and recent ones
     assert rows[-1]["policy_lag"] is not None and 0 <= rows[-1]["policy_lag"] <= 4 * cfg.dreamer.publish_every
     assert rows[-1]["replay_steps"] > 0 and sum(r["episodes"] for r in rows) > 0
+    times = [r["time_s"] for r in rows]  # wall clock of the training, for the compare stage
+    assert 0 < times[0] and times == sorted(times) and len(set(times)) == len(times)
 
     state = load_checkpoint(run_dir / "dreamer" / "checkpoint.pt")  # weights_only=True
     assert state["step"] == 12 and state["env_steps"] >= rows[-1]["env_steps"]
@@ -303,3 +305,5 @@ def test_a_killed_worker_is_restarted_and_a_rerun_resumes_where_it_stopped(finis
     rows = read_rows(run_dir)
     assert [r["step"] for r in rows] == list(range(4, 41, 4))
     assert rows[3]["env_steps"] >= before["env_steps"]
+    times = [r["time_s"] for r in rows]
+    assert times == sorted(times) and rows[3]["time_s"] > rows[2]["time_s"]  # the clock carries on across the resume

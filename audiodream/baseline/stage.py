@@ -126,9 +126,9 @@ def train_baseline(cfg: Config, run_dir: Path, tracker: Tracker) -> list[dict[st
     metrics_path = out_dir / "metrics.jsonl"
     metrics_path.write_text("")
     env_name = register_configured_env(cfg, tokenizer_checkpoint(run_dir), run_dir)
+    started = time.perf_counter()  # time_s includes building the algorithm (its env runner actor), as the other agents' do
     algo = build_ppo(cfg, env_name)
     rows: list[dict[str, Any]] = []
-    started = time.perf_counter()
     env_steps = 0
     try:
         while env_steps < cfg.baseline.env_steps:

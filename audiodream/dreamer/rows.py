@@ -7,7 +7,9 @@ least up-to-date worker last acted with; null while the workers still act random
 episodes, worker_restarts, the learner's per-update phase timers timer_<phase>_s
 (wait, sample, train_model, train_ac, publish) and the workers' per-vector-step ones
 worker_timer_<phase>_s (policy, env, push, weights, throttle), and every other
-learner metric (ce_tokens, loss_reward, imagined_return, ...).
+learner metric (ce_tokens, loss_reward, imagined_return, ...). The driver adds
+`time_s`: seconds of training since the Ray cluster was up (actor start-up included),
+carried on from the last kept row when a run resumes.
 """
 
 from __future__ import annotations

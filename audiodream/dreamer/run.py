@@ -121,6 +121,9 @@ class DreamerRun:
         self._rows = 0
         self._last_checkpoint: Optional[int] = None
         self._shared_parts: Optional[Shared] = None
+        # rows' time_s: seconds of training since the cluster was up, continued across resumes
+        self._clock_start = time.perf_counter()
+        self._time_offset = 0.0
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -175,10 +178,12 @@ class DreamerRun:
         resumed_from = int(checkpoint["step"]) if checkpoint else None
         self.cluster = connect(self.cfg.ray)
         try:
+            self._clock_start = time.perf_counter()
             self._start_actors(checkpoint)
             if resumed_from is not None:
                 log.info("dreamer: resuming from update %d (checkpoint %s)", resumed_from, self.dreamer_dir / CHECKPOINT_FILE)
             self.metrics.truncate_after(self.step)
+            self._time_offset = self._resumed_time_s()
             try:
                 self._train_loop()
             except KeyboardInterrupt:
@@ -245,10 +250,17 @@ class DreamerRun:
                 log.warning("env worker %d died and was restarted by Ray (%d restart(s) so far); the run goes on", index, count)
         self._known_restarts = dict(restarts)
 
+    def _resumed_time_s(self) -> float:
+        """time_s of the last row kept from an earlier run of this run.dir (0 for a fresh run)."""
+        times = [row.get("time_s") for row in self.metrics.rows()]
+        times = [float(t) for t in times if isinstance(t, (int, float))]
+        return times[-1] if times else 0.0
+
     def _row(self, result: dict[str, float], updates_since: int, seconds_since: float) -> dict[str, Any]:
         drained = ray.get(self.coordinator.drain.remote())
         stats = ray.get(self.replay.stats.remote())
         row = build_row(self.step, result, drained, stats, updates_since, seconds_since)
+        row["time_s"] = self._time_offset + time.perf_counter() - self._clock_start
         self.metrics.write(row)
         self._rows += 1
         if self.on_row is not None:
