@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-STAGES: tuple[str, ...] = ("data", "tokenizer", "baseline", "dreamer", "eval", "generate")
+STAGES: tuple[str, ...] = ("data", "tokenizer", "baseline", "dreamer", "eval", "generate", "compare")
 DEFAULT_STAGES: tuple[str, ...] = ("data", "tokenizer", "dreamer", "eval")
 
 
@@ -186,6 +186,15 @@ class BaselineConfig:
 class CompareConfig:
     agents: list[str] = field(default_factory=lambda: ["dreamer", "ppo", "dreamerv3"])
     env_steps: int = 20000
+    env_steps_tolerance: float = 0.1
+    final_fraction: float = 0.1
+    dreamerv3_model_size: str = "XS"
+    dreamerv3_training_ratio: float = 8.0
+    dreamerv3_batch_size: int = 16
+    dreamerv3_seq_len: int = 32
+    dreamerv3_horizon: int = 15
+    dreamerv3_log_every: int = 500
+    dreamerv3_num_threads: int = 1
 
 
 @dataclass

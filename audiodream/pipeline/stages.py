@@ -22,6 +22,9 @@ DATA_KEYS = ("data", "features", "env.chunk_frames")
 TOKENIZER_KEYS = DATA_KEYS + ("tokenizer", "run.seed")
 DREAMER_KEYS = TOKENIZER_KEYS + ("env", "dreamer", "learner", "ray.num_workers", "ray.worker_num_cpus")
 EVAL_KEYS = DREAMER_KEYS + ("eval",)
+BASELINE_KEYS = TOKENIZER_KEYS + ("env", "baseline")
+# compare reads dreamer, eval and baseline outputs and trains RLlib DreamerV3 on the run's env
+COMPARE_KEYS = EVAL_KEYS + ("baseline", "compare")
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,11 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage("data", "audiodream.data.stage:data_stage", DATA_KEYS),
         Stage("tokenizer", "audiodream.tokenizer.stage:tokenizer_stage", TOKENIZER_KEYS),
-        Stage("baseline", "audiodream.baseline.stage:baseline_stage", TOKENIZER_KEYS + ("env", "baseline")),
+        Stage("baseline", "audiodream.baseline.stage:baseline_stage", BASELINE_KEYS),
         Stage("dreamer", "audiodream.dreamer.stage:dreamer_stage", DREAMER_KEYS),
         Stage("eval", "audiodream.evaluation.stage:eval_stage", EVAL_KEYS),
         Stage("generate", "audiodream.generation.stage:generate_stage", EVAL_KEYS + ("generate",), reusable=False),
+        Stage("compare", "audiodream.compare.stage:compare_stage", COMPARE_KEYS),
     )
 }
 
