@@ -189,6 +189,8 @@ def test_compare_stage_trains_rllib_dreamerv3_and_writes_results(tmp_path: Path,
     rows = [json.loads(line) for line in (run_dir / "compare" / "dreamerv3_metrics.jsonl").read_text().splitlines()]
     steps = [row["env_steps"] for row in rows]
     assert len(rows) >= 2 and steps == sorted(set(steps)) and 96 <= steps[-1] <= 96 + 32 + 16
+    # the configured ratio holds (RLlib's own pacing would give one 16-step update per 2-step round: ratio 8)
+    assert 1.0 <= rows[-1]["training_ratio"] < 1.6
     assert rows[-1]["updates"] >= 1 and all(np.isfinite(row["loss_world_model"]) for row in rows if row["loss_world_model"] is not None)
     assert sum(row["episodes"] for row in rows) >= 96 // 10  # Complete-v0 episodes last 8-10 steps
     assert all(0.0 <= row["return_mean"] <= 3.0 for row in rows if row["return_mean"] is not None)

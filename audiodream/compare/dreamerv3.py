@@ -124,18 +124,29 @@ def register_env(cfg: Config, tokenizer_path: Path | str, run_dir: Path | str | 
     return ENV_NAME
 
 
-def rollout_fragment_length(cfg: Config) -> int:
-    """Vector steps per sampling round, chosen so one round feeds one B x T update at the ratio.
+def paced_dreamerv3_class():
+    """RLlib's DreamerV3 with its training-ratio pacing repaired (RLlib 2.60).
 
-    RLlib 2.60's DreamerV3 meant to sample until its lifetime training ratio falls below
-    `training_ratio`, but the counter it reads (top-level NUM_ENV_STEPS_TRAINED_LIFETIME) is
-    never written (the learner logs it under `learners/__all_modules__`), so every training
-    step samples exactly one round of `rollout_fragment_length x num_envs` env steps and then
-    trains ceil(ratio x round / (B x T)) updates. With this length a round is at most
-    B x T / ratio env steps and gets one update: the ratio is kept (or exceeded, when
-    B x T / ratio is below one vector step; the rows report the achieved ratio)."""
-    c = cfg.compare
-    return max(1, int(c.dreamerv3_batch_size * c.dreamerv3_seq_len / (c.dreamerv3_training_ratio * cfg.env.num_envs)))
+    DreamerV3.training_step samples while the lifetime ratio (replayed / sampled env steps)
+    is at or above `training_ratio`, then trains. The ratio it reads divides a counter that
+    is never written at the top level (NUM_ENV_STEPS_TRAINED_LIFETIME; the learner logs it
+    under `learners/__all_modules__`), so it reads 0: every training step then samples one
+    round and trains ceil(ratio x round / (B x T)) >= 1 updates, i.e. at least
+    B x T / (rollout_fragment_length x num_envs) replayed per collected step whatever
+    `training_ratio` says (32 instead of 8 for B x T = 512 and 16 envs). Here the ratio is
+    computed from the updates the algorithm itself counts, so sampling goes on until the
+    lifetime ratio drops below `training_ratio` and each training step does one update."""
+    from ray.rllib.algorithms.dreamerv3 import DreamerV3
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME, NUM_GRAD_UPDATES_LIFETIME
+
+    class PacedDreamerV3(DreamerV3):
+        @property
+        def training_ratio(self) -> float:
+            updates = self.metrics.peek(NUM_GRAD_UPDATES_LIFETIME, default=0) or 0
+            sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0) or 1e-4
+            return updates * self.config.batch_size_B * self.config.batch_length_T / sampled
+
+    return PacedDreamerV3
 
 
 def build_dreamerv3(cfg: Config, env_name: str):
@@ -144,13 +155,13 @@ def build_dreamerv3(cfg: Config, env_name: str):
 
     c = cfg.compare
     config = (
-        DreamerV3Config()
+        DreamerV3Config(algo_class=paced_dreamerv3_class())
         .environment(env_name)
         .framework("torch")
         .env_runners(
             num_env_runners=0,  # sampling in this process: EpisodeReturnLog's returns are read here
             num_envs_per_env_runner=cfg.env.num_envs,
-            rollout_fragment_length=rollout_fragment_length(cfg),
+            rollout_fragment_length=1,  # sample one vector step at a time, then check the ratio
             # our creator returns a vector env: one batched tokenizer pass per step
             gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT,
         )

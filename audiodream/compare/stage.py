@@ -51,12 +51,12 @@ def tokenizer_checkpoint(run_dir: Path) -> Path:
 
 
 def summary_table(results: dict[str, Any]) -> str:
+    def fmt(value: Any, width: int, decimals: int) -> str:
+        return f"{'-' if value is None else format(value, f'.{decimals}f'):>{width}}"
+
     lines = [f"{'agent':<12} {'env steps':>10} {'final return':>13} {'greedy return':>14} {'wall s':>8}"]
     for name, r in results["algorithms"].items():
-        def fmt(value: Any, spec: str) -> str:
-            return "-" if value is None else format(value, spec)
-
-        lines.append(f"{name:<12} {r['env_steps']:>10} {fmt(r['final_return'], '13.3f')} {fmt(r['greedy_return'], '14.3f')} {fmt(r['wall_s'], '8.0f')}")
+        lines.append(f"{name:<12} {r['env_steps']:>10} {fmt(r['final_return'], 13, 3)} {fmt(r['greedy_return'], 14, 3)} {fmt(r['wall_s'], 8, 0)}")
     refs = ", ".join(f"{k} {results[k]:.3f}" for k in ("optimal_return", "blind_return", "random_return") if k in results)
     return "\n".join(lines + [f"({refs})", f"checks: {results['checks']}"])
 
@@ -103,6 +103,6 @@ def compare_stage(cfg: Config, run_dir: Path, tracker: Tracker) -> None:
     results_path.write_text(json.dumps(results, indent=1))
     plot_path = plot_learning_curves(results, out_dir / PLOT_FILE)
     log_results(tracker, results)
-    extra = [out_dir / AGENTS["dreamerv3"][2].split("/")[-1]] if "dreamerv3" in agents else []
+    extra = [run_dir / AGENTS["dreamerv3"][2]] if "dreamerv3" in agents else []
     tracker.log_artifacts([results_path, plot_path, *extra], "compare")
     log.info("compare: %s, %d env steps per agent\n%s", cfg.env.id, c.env_steps, summary_table(results))
