@@ -140,6 +140,8 @@ def test_eval_writes_ce_by_horizon_and_baselines_for_every_horizon(listen_run) -
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert tuple(metrics["ce_by_horizon"]) == HORIZONS
     assert all(_finite(v) and v > 0 for v in metrics["ce_by_horizon"].values())
+    assert tuple(metrics["ce_by_horizon_sampled"]) == HORIZONS
+    assert all(_finite(v) and v > 0 for v in metrics["ce_by_horizon_sampled"].values())
     assert set(metrics["ce_baselines"]) == {"unigram", "bigram", "repeat"}
     for curve in metrics["ce_baselines"].values():
         assert tuple(curve) == HORIZONS and all(_finite(v) and v > 0 for v in curve.values())

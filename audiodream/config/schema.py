@@ -135,6 +135,7 @@ class DreamerConfig:
     unimix: float = 0.01
     reward_scale: float = 1.0
     cont_scale: float = 1.0
+    predictive_scale: float = 1.0
     imag_horizon: int = 15
     imag_starts: Optional[int] = None
     gamma: float = 0.95

@@ -23,11 +23,24 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def plot_ce_by_horizon(model: CurveByHorizon, baselines: Mapping[str, CurveByHorizon], path: Path, context_steps: int) -> Path:
-    """CE (nats/token) against horizon for the model and each baseline; missing horizons are gaps."""
+def plot_ce_by_horizon(
+    model: CurveByHorizon,
+    baselines: Mapping[str, CurveByHorizon],
+    path: Path,
+    context_steps: int,
+    model_sampled: Optional[CurveByHorizon] = None,
+) -> Path:
+    """CE (nats/token) against horizon for the model (predictive head; and the decoder on
+    prior samples when given) and each baseline; missing horizons are gaps."""
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-    curves = {"world model": model, **{f"{name} baseline": curve for name, curve in baselines.items()}}
-    styles = {"world model": dict(color="black", linewidth=2.5, marker="o")}
+    curves = {"world model": model}
+    if model_sampled is not None:
+        curves["world model, decoder on prior samples"] = model_sampled
+    curves.update({f"{name} baseline": curve for name, curve in baselines.items()})
+    styles = {
+        "world model": dict(color="black", linewidth=2.5, marker="o"),
+        "world model, decoder on prior samples": dict(color="gray", linewidth=1.5, marker="o", linestyle=":"),
+    }
     for name, curve in curves.items():
         horizons = sorted(int(h) for h in curve)
         values = [curve[str(h)] for h in horizons]

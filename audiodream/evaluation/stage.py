@@ -7,7 +7,8 @@ Writes run.dir/eval/:
 and logs the numbers (prefixed `eval.`) and the files to MLflow.
 
 metrics.json:
-    ce_by_horizon, ce_baselines, steps_by_horizon, context_steps, n_samples,
+    ce_by_horizon, ce_by_horizon_sampled, ce_baselines, ce_lag_bigram,
+    steps_by_horizon, context_steps, n_samples,
     ce_test_episodes, ce_baseline_fit                 open_loop.py
     completion_accuracy, completion_tv_distance, completion_tv_floor,
     completion_accuracy_exact_samples, completion_prompts, completion_samples,
@@ -131,7 +132,9 @@ def _open_loop(cfg: Config, run_dir: Path, run: TrainedRun, agent: Any, seed: in
     train, fit_source = training_episodes(cfg, run_dir, run.tokenizer_path, behaviour, seed)
     result = open_loop_metrics(run.world_model, train, test.episodes, cfg.eval, seed)
     warn_uncovered_horizons(result, cfg.eval.context_steps)
-    plot_ce_by_horizon(result["ce_by_horizon"], result["ce_baselines"], paths.plots / "ce_by_horizon.png", cfg.eval.context_steps)
+    plot_ce_by_horizon(
+        result["ce_by_horizon"], result["ce_baselines"], paths.plots / "ce_by_horizon.png", cfg.eval.context_steps, result["ce_by_horizon_sampled"]
+    )
     return {**result, "ce_test_episodes": len(test.episodes), "ce_baseline_fit": fit_source}
 
 

@@ -10,7 +10,13 @@ forward h steps with the episode's real actions (pydreamer convention: actions[t
 leads to step t). `n_samples` independent rollouts per episode (each with its own
 posterior and prior samples) are averaged **in probability space**:
 p(token) = mean_s p_s(token), i.e. a Monte-Carlo estimate of the model's predictive
-mixture, and CE = -log of that.
+mixture, and CE = -log of that. Two token distributions are scored at each rolled-out
+state, both in the same pass:
+- `ce_by_horizon`: the predictive head p(tokens | h) at the rolled-out h (the latent
+  z of the predicted step marginalised by the head itself; earlier latents sampled);
+- `ce_by_horizon_sampled`: the reconstruction decoder p(tokens | h, z) with z drawn
+  from the prior. Given z the decoder is sharp, so with a few samples this mixture
+  overstates the CE, the more the longer the horizon (more latent uncertainty).
 
 Baselines, fitted on training episodes (`ce_baselines`):
 - unigram: per-slot token frequencies with add-one (Laplace) smoothing.
@@ -70,6 +76,9 @@ def _finish(sums: dict[int, float], counts: dict[int, int]) -> dict[str, Optiona
     return {str(h): (sums[h] / counts[h] if counts[h] else None) for h in sorted(sums)}
 
 
+HEADS: tuple[str, ...] = ("predictive", "sampled")  # see the module docstring
+
+
 # ---------------------------------------------------------------- world model
 
 
@@ -82,14 +91,15 @@ def open_loop_ce(
     n_samples: int = 32,
     seed: int = 0,
     batch_episodes: int = 16,
-) -> tuple[dict[str, Optional[float]], dict[str, int]]:
-    """(CE in nats/token by horizon, predicted steps by horizon); see the module docstring."""
+) -> tuple[dict[str, dict[str, Optional[float]]], dict[str, int]]:
+    """({head: CE in nats/token by horizon} for each of HEADS, predicted steps by horizon);
+    see the module docstring."""
     horizons = _check_horizons(horizons, context)
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
     arrays = [episode_arrays(ep, f"episodes[{i}]") for i, ep in enumerate(episodes)]
     eligible = [(tok, act) for tok, act in arrays if len(tok) >= context + 1]
-    sums = {h: 0.0 for h in horizons}
+    sums = {head: {h: 0.0 for h in horizons} for head in HEADS}
     counts = {h: 0 for h in horizons}
     steps_by_h = {h: 0 for h in horizons}
     was_training = model.training
@@ -100,7 +110,7 @@ def open_loop_ce(
             _open_loop_chunk(model, chunk, context, horizons, n_samples, generator, sums, counts, steps_by_h)
     finally:
         model.train(was_training)
-    return _finish(sums, counts), {str(h): steps_by_h[h] for h in horizons}
+    return {head: _finish(sums[head], counts) for head in HEADS}, {str(h): steps_by_h[h] for h in horizons}
 
 
 def _open_loop_chunk(
@@ -110,7 +120,7 @@ def _open_loop_chunk(
     horizons: list[int],
     n_samples: int,
     generator: torch.Generator,
-    sums: dict[int, float],
+    sums: dict[str, dict[int, float]],
     counts: dict[int, int],
     steps_by_h: dict[int, int],
 ) -> None:
@@ -133,12 +143,15 @@ def _open_loop_chunk(
         if h > rollout:
             continue
         target = tokens_t[:, context + h - 1]
-        log_p = model.token_log_prob(trajectory.features[:, h], target)  # (N*S, K)
-        log_p = log_p.view(len(chunk), n_samples, -1)
-        mixture = torch.logsumexp(log_p, dim=1) - math.log(n_samples)  # (N, K)
         valid = torch.from_numpy(lengths >= context + h).to(device)
-        sums[h] += float(-mixture[valid].sum())
-        counts[h] += int(valid.sum()) * mixture.shape[1]
+        log_ps = {
+            "predictive": model.predictive_log_prob(trajectory.h[:, h], target),  # (N*S, K)
+            "sampled": model.token_log_prob(trajectory.features[:, h], target),
+        }
+        for head, log_p in log_ps.items():
+            mixture = torch.logsumexp(log_p.view(len(chunk), n_samples, -1), dim=1) - math.log(n_samples)  # (N, K)
+            sums[head][h] += float(-mixture[valid].sum())
+        counts[h] += int(valid.sum()) * target.shape[1]
         steps_by_h[h] += int(valid.sum())
 
 
@@ -308,14 +321,16 @@ def evaluate_world_model(
     n_samples: int = 32,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """{"ce_by_horizon": {"1": ..}, "ce_baselines": {"unigram": {..}, "bigram": {..}, "repeat": {..}},
+    """{"ce_by_horizon": {"1": ..}, "ce_by_horizon_sampled": {"1": ..},
+    "ce_baselines": {"unigram": {..}, "bigram": {..}, "repeat": {..}},
     "ce_lag_bigram": {"1": ..}, "steps_by_horizon": {"1": ..}, "context_steps": C, "n_samples": S};
     horizon keys are strings."""
     ce, steps = open_loop_ce(model, test_episodes, context, horizons, n_samples, seed)
     baselines = baseline_ce(fit_baselines(train_episodes, model.spec.vocab_size, horizons), test_episodes, context, horizons)
     lag_bigram = baselines.pop("lag_bigram")
     return {
-        "ce_by_horizon": ce,
+        "ce_by_horizon": ce["predictive"],
+        "ce_by_horizon_sampled": ce["sampled"],
         "ce_baselines": baselines,
         "ce_lag_bigram": lag_bigram,
         "steps_by_horizon": steps,

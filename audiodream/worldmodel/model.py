@@ -50,6 +50,14 @@ class WorldModel(nn.Module):
         self.encoder = TokenEncoder(spec.tokens_per_step, spec.vocab_size, spec.token_embed, spec.hidden, spec.embed)
         self.rssm = RSSM(spec)
         self.decoder = TokenDecoder(spec.feature_dim, spec.hidden, spec.tokens_per_step, spec.decoder_slot_dim, spec.vocab_size)
+        # The predictive head p(tokens_t | h_t): the step's tokens before they are seen,
+        # with z_t marginalised out (learnt directly instead of averaged over prior
+        # samples). The decoder above, given a posterior z_t, is sharp: z_t carries the
+        # step's details, so a handful of prior samples cover the broad predictive
+        # distribution badly and their mixture overstates the CE, more so at long
+        # horizons. Trained on teacher-forced h_t, it is the RSSM's own next-step
+        # prediction, and its gradient makes h_t carry what predicts the next step.
+        self.predictor = TokenDecoder(spec.deter, spec.hidden, spec.tokens_per_step, spec.decoder_slot_dim, spec.vocab_size)
         # Reward and continuation share one hidden layer: both are simple functions of
         # the features, and a second (feature_dim x hidden) layer cost ~10% of an update.
         self.heads = mlp(spec.feature_dim, spec.hidden, 2)
@@ -84,6 +92,10 @@ class WorldModel(nn.Module):
         """log p(tokens (..., K) | features (..., F)): the cheap path (no full (K, V) table)."""
         return self.decoder.token_log_prob(features, tokens)
 
+    def predictive_log_prob(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """log p(tokens (..., K) | h (..., deter)) under the predictive head (z marginalised): (..., K)."""
+        return self.predictor.token_log_prob(h, tokens)
+
     def sample_tokens(self, features: torch.Tensor, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Token ids (..., K) drawn from the decoder at features (..., F); temperature 0: most likely.
 
@@ -110,18 +122,22 @@ class WorldModel(nn.Module):
 
         Token loss is the cross-entropy summed over the K tokens of a step (the
         step's negative log-likelihood, as an image NLL is summed over pixels in
-        DreamerV2), averaged over B x T; `ce_tokens` reports it per token.
+        DreamerV2), averaged over B x T; `ce_tokens` reports it per token. The
+        predictive head's loss is the same sum for p(tokens_t | h_t), weighted by
+        `predictive_scale`; `ce_predictive` reports it per token.
         """
         spec = self.spec
         posterior = self.observe(batch.tokens, batch.actions, batch.is_first, state)
         features = posterior.features
         token_nll = -self.token_log_prob(features, batch.tokens)  # (B, T, K)
         loss_tokens = token_nll.sum(-1).mean()
+        predictive_nll = -self.predictive_log_prob(posterior.h, batch.tokens)  # h_t has not seen tokens_t
+        loss_predictive = predictive_nll.sum(-1).mean()
         reward, cont_logit = self.predict_reward_and_continue_logit(features)
         loss_reward = F.mse_loss(reward, batch.rewards)
         loss_cont = F.binary_cross_entropy_with_logits(cont_logit, (~batch.terminals).float())
         kl_term = balanced_kl_loss(posterior.post_log_probs, posterior.prior_log_probs, spec.kl_balance, spec.free_nats).mean()
-        total = loss_tokens + spec.reward_scale * loss_reward + spec.cont_scale * loss_cont + spec.kl_scale * kl_term
+        total = loss_tokens + spec.predictive_scale * loss_predictive + spec.reward_scale * loss_reward + spec.cont_scale * loss_cont + spec.kl_scale * kl_term
         with torch.no_grad():
             metrics = {
                 "loss_model": total.detach(),
@@ -129,6 +145,7 @@ class WorldModel(nn.Module):
                 "loss_kl_balanced": kl_term.detach(),
                 "loss_tokens": loss_tokens.detach(),
                 "ce_tokens": token_nll.mean(),
+                "ce_predictive": predictive_nll.mean(),
                 "loss_reward": loss_reward.detach(),
                 "loss_cont": loss_cont.detach(),
                 "entropy_prior": categorical_entropy(posterior.prior_log_probs).mean(),

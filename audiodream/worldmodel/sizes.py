@@ -46,6 +46,7 @@ class WorldModelSpec:
     unimix: float = 0.01
     reward_scale: float = 1.0
     cont_scale: float = 1.0
+    predictive_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("tokens_per_step", "vocab_size", "n_actions", *SIZE_KEYS):
@@ -58,6 +59,8 @@ class WorldModelSpec:
             raise ValueError(f"dreamer.unimix: must lie in [0, 1), got {self.unimix}")
         if self.free_nats < 0.0:
             raise ValueError(f"dreamer.free_nats: must be >= 0, got {self.free_nats}")
+        if self.predictive_scale < 0.0:
+            raise ValueError(f"dreamer.predictive_scale: must be >= 0, got {self.predictive_scale}")
 
     @property
     def stoch_dim(self) -> int:
@@ -104,4 +107,5 @@ def spec_from_config(cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, 
         unimix=float(cfg.unimix),
         reward_scale=float(cfg.reward_scale),
         cont_scale=float(cfg.cont_scale),
+        predictive_scale=float(cfg.predictive_scale),
     )
