@@ -23,6 +23,7 @@ from audiodream.worldmodel import (
     spec_from_config,
 )
 from audiodream.worldmodel.distributions import categorical_kl
+from audiodream.worldmodel.losses import transition_reward_loss
 from audiodream.worldmodel.toy_source import ToySequenceSampler, ToyTokenSource
 
 K, V, A = 8, 64, 6
@@ -279,3 +280,25 @@ def test_presets_resolve_and_explicit_sizes_win() -> None:
     assert large.deter == 512 and large.hidden > default.hidden
     with pytest.raises(ValueError, match="dreamer.preset"):
         spec_from_config(DreamerConfig(preset="huge"), 48, 1024, 24)
+
+
+def test_reward_loss_scores_each_transition_by_the_action_taken_inside_episodes() -> None:
+    # B=1, T=4, A=2: r(s_t, .) predicted at every step; a_{t-1} stored with step t.
+    action_rewards = torch.tensor([[[0.1, 0.9], [0.5, 0.0], [0.2, 0.4], [7.0, 7.0]]])
+    actions = torch.tensor([[0, 1, 0, 1]])
+    rewards = torch.tensor([[0.0, 1.0, 0.0, 0.3]])
+    is_first = torch.tensor([[True, False, True, False]])  # step 2 starts a new episode
+    # scored: t=1 (r(s_0, a=1) = 0.9 vs 1.0) and t=3 (r(s_2, a=1) = 0.4 vs 0.3); t=2 is not
+    expected = ((0.9 - 1.0) ** 2 + (0.4 - 0.3) ** 2) / 2
+    assert float(transition_reward_loss(action_rewards, actions, rewards, is_first)) == pytest.approx(expected)
+
+
+def test_imagined_rewards_are_the_reward_of_the_action_taken_in_the_previous_state() -> None:
+    model = WorldModel(tiny_spec()).eval()
+    batch = random_batch(2, 3)
+    post = model.observe(batch["tokens"], batch["actions"], batch["is_first"])
+    schedule = torch.randint(0, A, (6, 4))
+    traj = model.imagine(post.states.flatten(), schedule, 4, torch.Generator().manual_seed(0))
+    table = model.predict_action_rewards(traj.features[:, :-1])  # (6, 4, A)
+    assert torch.allclose(traj.rewards[:, 1:], table.gather(-1, schedule.unsqueeze(-1)).squeeze(-1))
+    assert torch.all(traj.rewards[:, 0] == 0)

@@ -4,8 +4,9 @@ Index alignment (that of `ImaginedTrajectory`, batch-first, time on dim 1):
 
     state      s_0   s_1   ...   s_H          s_0 is the start (a posterior state)
     action     a_0   a_1   ...   a_{H-1}      a_t is taken in s_t and leads to s_{t+1}
-    reward     r_0   r_1   ...   r_H          r_t is predicted from s_t: the reward that
-                                              arrives *with* s_t, i.e. for a_{t-1}
+    reward     r_0   r_1   ...   r_H          r_t is the reward that arrives *with* s_t,
+                                              i.e. for a_{t-1} (the world model predicts it
+                                              from s_{t-1} and a_{t-1}; r_0 is unused)
     continue   c_0   c_1   ...   c_H          c_t = P(the episode goes on after s_t)
     value      v_0   v_1   ...   v_H          v_t = expected discounted sum of r_{t+1}, ...
 

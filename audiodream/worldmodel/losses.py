@@ -24,3 +24,17 @@ def balanced_kl_loss(post_log_probs: torch.Tensor, prior_log_probs: torch.Tensor
     clamped_prior = torch.clamp(kl_train_prior, min=free_nats)
     clamped_post = torch.clamp(kl_train_post, min=free_nats)
     return kl_balance * clamped_prior + (1.0 - kl_balance) * clamped_post
+
+
+def transition_reward_loss(action_rewards: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, is_first: torch.Tensor) -> torch.Tensor:
+    """Squared error of r(s_{t-1}, a_{t-1}) against the reward that arrived with step t.
+
+    action_rewards (B, T, A): the reward head at every step; actions (B, T): a_{t-1}
+    stored with step t; rewards (B, T); is_first (B, T). Transitions t-1 -> t inside
+    one episode are scored; a step that starts an episode (reward 0 by convention, no
+    action led to it from the previous step) and the batch's first step are not.
+    """
+    predicted = action_rewards[:, :-1].gather(-1, actions[:, 1:].long().unsqueeze(-1)).squeeze(-1)
+    within = (~is_first[:, 1:]).to(predicted.dtype)
+    squared = (predicted - rewards[:, 1:].to(predicted.dtype)).pow(2) * within
+    return squared.sum() / within.sum().clamp(min=1.0)
