@@ -307,3 +307,19 @@ def test_a_killed_worker_is_restarted_and_a_rerun_resumes_where_it_stopped(finis
     assert rows[3]["env_steps"] >= before["env_steps"]
     times = [r["time_s"] for r in rows]
     assert times == sorted(times) and rows[3]["time_s"] > rows[2]["time_s"]  # the clock carries on across the resume
+
+
+def test_a_checkpoint_the_models_cannot_load_is_set_aside_not_crashed_on(finished_stage, tmp_path):
+    """Same config fingerprint, but written by other model code (here: a parameter missing)."""
+    cfg, finished_dir, _ = finished_stage
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_dir, run_dir)
+    run = DreamerRun(cfg, run_dir, Tracker.disabled(), AudioDreamerParts.from_run(cfg, run_dir))
+    assert run._resume_state() is not None  # the finished stage's own checkpoint fits
+    path = run_dir / "dreamer" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    state["world_model"]["model"].pop(next(iter(state["world_model"]["model"])))
+    torch.save(state, path)
+    assert run._resume_state() is None
+    assert not path.exists() and len(list(run_dir.glob("dreamer.stale-*"))) == 1
+    assert (run_dir / "replay" / "meta.json").is_file()  # the replay's tokens are still good: kept

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import ray
+import torch
 
 from audiodream.config.schema import Config
 from audiodream.distributed.actors import (
@@ -129,10 +130,24 @@ class DreamerRun:
 
     def _resume_state(self) -> Optional[dict[str, Any]]:
         checkpoint = resumable_checkpoint(self.dreamer_dir, self.fingerprint)
+        if checkpoint is not None:
+            checkpoint = self._checkpoint_that_fits(checkpoint)
         meta = {"tokens_per_step": self.parts.tokens_per_step, "vocab_size": self.parts.vocab_size, "n_actions": self.parts.n_actions, "fingerprint": self.fingerprint}
         reason = mismatch_reason(self.replay_dir, meta)
         if reason:
             set_aside(self.replay_dir, reason)
+        return checkpoint
+
+    def _checkpoint_that_fits(self, checkpoint: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """The checkpoint if this code's models load it; else it is set aside. The fingerprint
+        covers the config, not the code: a checkpoint from before a model change (a new head,
+        say) has the right fingerprint and would crash the learner on load."""
+        try:
+            self.parts.make_trainers(torch.device("cpu")).load_state_dict(checkpoint)
+        except (RuntimeError, ValueError, KeyError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            set_aside(self.dreamer_dir, f"{self.dreamer_dir / CHECKPOINT_FILE} does not fit this version's models ({first_line})")
+            return None
         return checkpoint
 
     def _start_actors(self, checkpoint: Optional[dict[str, Any]]) -> None:
