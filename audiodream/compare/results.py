@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+from audiodream.dreamer.metrics_log import read_jsonl_rows
 from audiodream.errors import UserFacingError
 
 # agent (compare.agents) -> (key in results.json, label, metrics file in run.dir, stage that writes it)
@@ -42,18 +43,6 @@ def check_agents(agents: Iterable[str]) -> list[str]:
     if unknown or not agents or len(set(agents)) != len(agents):
         raise CompareError(f"config key 'compare.agents': expected distinct names from {list(AGENTS)}, got {agents}")
     return agents
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-    return rows
 
 
 def _finite(value: Any) -> Optional[float]:
@@ -89,7 +78,7 @@ def load_curve(run_dir: Path, agent: str) -> list[dict[str, Any]]:
             f"{path} not found: the comparison of {label} needs the '{stage}' stage's metrics in this run.dir; "
             f"add {stage} to run.stages before compare, or drop '{agent}' from compare.agents"
         )
-    curve = curve_from_rows(read_rows(path))
+    curve = curve_from_rows(read_jsonl_rows(path))
     if not curve:
         raise CompareError(f"{path} holds no metrics rows: re-run the '{stage}' stage")
     return curve

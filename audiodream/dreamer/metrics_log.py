@@ -29,6 +29,19 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl file; a last line cut short by a kill is skipped."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+    return rows
+
+
 class MetricsLog:
     def __init__(self, path: Path, tracker: Tracker) -> None:
         self.path = Path(path)
@@ -36,17 +49,7 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def rows(self) -> list[dict[str, Any]]:
-        if not self.path.is_file():
-            return []
-        rows = []
-        for line in self.path.read_text().splitlines():
-            line = line.strip()
-            if line:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut short by a kill
-                    continue
-        return rows
+        return read_jsonl_rows(self.path) if self.path.is_file() else []
 
     def truncate_after(self, step: int) -> None:
         """Keep only rows up to `step` (atomically)."""
