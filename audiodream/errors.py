@@ -7,3 +7,7 @@ anything else is a bug and keeps its traceback.
 
 class UserFacingError(Exception):
     """An error whose message alone tells the user what to fix (names the file or key)."""
+
+
+class MissingStageOutput(UserFacingError, FileNotFoundError):
+    """An output of an earlier stage that this stage needs is not in run.dir."""

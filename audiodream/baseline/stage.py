@@ -28,15 +28,9 @@ SUPPORTED_ALGOS = ("ppo",)
 
 
 def tokenizer_checkpoint(run_dir: Path) -> Path:
-    from audiodream.tokenizer.stage import TokenizerPaths
+    from audiodream.tokenizer.stage import require_tokenizer_checkpoint
 
-    path = TokenizerPaths(Path(run_dir)).checkpoint
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: the baseline learns from tokens and needs the tokenizer stage's checkpoint; "
-            f"add tokenizer to run.stages (e.g. run.stages=[data, tokenizer, baseline])"
-        )
-    return path
+    return require_tokenizer_checkpoint(run_dir, "the baseline (it learns from tokens)", "data, tokenizer, baseline")
 
 
 def build_ppo(cfg: Config, env_name: str):

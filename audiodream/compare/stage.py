@@ -39,15 +39,9 @@ log = logging.getLogger(__name__)
 
 
 def tokenizer_checkpoint(run_dir: Path) -> Path:
-    from audiodream.tokenizer.stage import TokenizerPaths
+    from audiodream.tokenizer.stage import require_tokenizer_checkpoint
 
-    path = TokenizerPaths(Path(run_dir)).checkpoint
-    if not path.is_file():
-        raise CompareError(
-            f"{path} not found: RLlib DreamerV3 learns from the run's tokens and needs the tokenizer stage's checkpoint; "
-            f"add tokenizer to run.stages (e.g. run.stages=[data, tokenizer, baseline, dreamer, eval, compare])"
-        )
-    return path
+    return require_tokenizer_checkpoint(run_dir, "RLlib DreamerV3 (it learns from the run's tokens)", "data, tokenizer, baseline, dreamer, eval, compare")
 
 
 def summary_table(results: dict[str, Any]) -> str:

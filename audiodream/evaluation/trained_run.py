@@ -9,7 +9,7 @@ would mean something else under this config, and the numbers would be quietly wr
 
 from __future__ import annotations
 
-from audiodream.errors import UserFacingError
+from audiodream.errors import MissingStageOutput
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -20,14 +20,12 @@ from audiodream.agent import Actor, AgentPolicy
 from audiodream.config.schema import Config
 from audiodream.dreamer.checkpoint import CHECKPOINT_FILE, load_checkpoint, resume_fingerprint
 from audiodream.tokenizer.model import Tokenizer
+from audiodream.tokenizer.stage import require_tokenizer_checkpoint
 from audiodream.worldmodel import WorldModel, WorldModelSpec
 
-TOKENIZER_CHECKPOINT = Path("tokenizer") / "checkpoint.pt"
 DREAMER_CHECKPOINT = Path("dreamer") / CHECKPOINT_FILE
 
 
-class MissingStageOutput(UserFacingError, FileNotFoundError):
-    """An output of an earlier stage that eval/generate need is not in run.dir."""
 
 
 @dataclass
@@ -54,10 +52,7 @@ class TrainedRun:
 
 
 def tokenizer_checkpoint(run_dir: Path) -> Path:
-    path = Path(run_dir) / TOKENIZER_CHECKPOINT
-    if not path.is_file():
-        raise MissingStageOutput(f"{path}: tokenizer checkpoint not found; run the tokenizer stage first (run.stages=[data, tokenizer, dreamer, ...])")
-    return path
+    return require_tokenizer_checkpoint(run_dir, "eval/generate", "data, tokenizer, dreamer, eval")
 
 
 def world_model_from_state(state: Mapping[str, Any]) -> WorldModel:

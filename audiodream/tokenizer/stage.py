@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from audiodream.config.schema import Config
+from audiodream.errors import MissingStageOutput
 from audiodream.data.manifest import ManifestRow
 from audiodream.data.stage import load_split_features
 from audiodream.features.logmel import NormalizedMel
@@ -44,6 +45,17 @@ class TokenizerPaths:
         self.reconstructions = self.root / "reconstructions.png"
         self.code_usage = self.root / "code_usage.png"
         self.samples = self.root / "samples"
+
+
+def require_tokenizer_checkpoint(run_dir: Path, needed_by: str, stages_example: str) -> Path:
+    """The run's tokenizer checkpoint, or an error saying which stage needs it and how to get it."""
+    path = TokenizerPaths(Path(run_dir)).checkpoint
+    if not path.is_file():
+        raise MissingStageOutput(
+            f"{path} not found: {needed_by} needs the tokenizer stage's checkpoint; "
+            f"add tokenizer to run.stages (e.g. run.stages=[{stages_example}])"
+        )
+    return path
 
 
 def resolve_device(name: str) -> torch.device:
