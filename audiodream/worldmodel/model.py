@@ -66,8 +66,9 @@ class WorldModel(nn.Module):
         # makes "which action pays here" a per-action readout of s: on Complete-v0 the
         # reward of naming syllable a is the grammar's probability of a, which h already
         # carries to predict the next tokens, while r(s') had to learn to compare the
-        # spoken answer with the context inside an MLP and stayed near the mean reward
-        # (a one-step lookahead on it scored 0.31 against random 0.13, optimal 2.27).
+        # spoken answer with the context inside an MLP and stayed near the mean reward.
+        # Measured on Complete-v0 (800 updates): a one-step lookahead on r(s') scored
+        # 0.31, on r(s, a) 0.36 (random 0.13, optimal 2.27): better, far from learnt.
         self.heads = mlp(spec.feature_dim, spec.hidden, 1 + spec.n_actions)
 
     @classmethod
