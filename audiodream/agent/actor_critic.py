@@ -26,7 +26,7 @@ from audiodream.config.schema import DreamerConfig
 from audiodream.worldmodel.model import WorldModel
 from audiodream.worldmodel.rssm import RSSMState
 from audiodream.worldmodel.sizes import resolve_sizes
-from audiodream.worldmodel.trainer import resolve_device
+from audiodream.worldmodel.trainer import mixed_precision, resolve_device
 
 CHECKPOINT_FORMAT = 1
 DEFAULT_LAYERS = 2  # hidden layers of actor and critic: cheap enough for 512 x 15 states per update on a CPU
@@ -143,10 +143,7 @@ class ActorCriticTrainer:
         return self.actor.n_actions
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bf16 autocast on CUDA; float32 on CPU (as the world-model trainer)."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return mixed_precision(self.device)
 
     def _check_inputs(self, world_model: WorldModel, starts: RSSMState) -> None:
         spec = world_model.spec

@@ -27,6 +27,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
+def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); float32 on CPU.
+    The one precision policy of every learner-side trainer."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @dataclass
 class WorldModelUpdate:
     """Result of one update: float metrics and the detached posterior (actor-critic starts)."""
@@ -54,10 +62,7 @@ class WorldModelTrainer:
         return self.model.spec
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bf16 autocast on CUDA (tensor cores, no loss scaling needed); float32 on CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return mixed_precision(self.device)
 
     def update(self, batch: Mapping[str, Any], state: Optional[RSSMState] = None) -> WorldModelUpdate:
         """One Adam step on `batch` (see batch.SequenceBatch for the conventions)."""
