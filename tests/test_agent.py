@@ -332,6 +332,30 @@ def test_load_weights_replaces_the_policy() -> None:
     assert torch.equal(policy.actor(features).argmax(-1), torch.full((3,), A - 1))
 
 
+def test_explore_epsilon_mixes_uniform_actions_into_sampling_but_not_into_greedy() -> None:
+    """A policy that always names action A-1 still shows the replay every action when exploring."""
+    model = WorldModel(tiny_spec())
+    trainer = ActorCriticTrainer(tiny_config(), model.spec.feature_dim, A)
+    with torch.no_grad():
+        trainer.actor.net[-1].bias += torch.arange(float(A)) * 100.0  # certain of action A-1
+    weights = trainer.policy_weights(model)
+    n = 600
+    tokens, prev, first = np.zeros((n, K), dtype=np.int64), np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+    counts = {}
+    for epsilon in (0.0, 0.5):
+        policy = AgentPolicy.from_weights(model.spec.to_dict(), weights, explore_epsilon=epsilon)
+        sampled, _ = policy.act(tokens, prev, first, policy.initial_state(n), generator=torch.Generator().manual_seed(1))
+        greedy, _ = policy.act(tokens, prev, first, policy.initial_state(n), greedy=True, generator=torch.Generator().manual_seed(1))
+        assert set(greedy.tolist()) == {A - 1}
+        counts[epsilon] = np.bincount(sampled, minlength=A)
+    assert counts[0.0][A - 1] == n
+    # epsilon 0.5: half the actions uniform, so each other action ~ n * 0.5 / A = 50 times
+    assert set(np.flatnonzero(counts[0.5]).tolist()) == set(range(A))
+    assert abs(counts[0.5][A - 1] / n - (0.5 + 0.5 / A)) < 0.08
+    with pytest.raises(ValueError, match="explore_epsilon"):
+        AgentPolicy(model, trainer.actor, explore_epsilon=1.5)
+
+
 def test_random_policy_covers_every_action() -> None:
     policy = RandomPolicy(A)
     gen = torch.Generator().manual_seed(0)

@@ -81,7 +81,13 @@ def test_unknown_key_names_key_and_closest(override, named, suggestion):
 
 @pytest.mark.parametrize(
     "override, key",
-    [("ray.num_workers=two", "ray.num_workers"), ("run.stages=data", "run.stages"), ("mlflow.enabled=3", "mlflow.enabled"), ("features.n_mels=1.5", "features.n_mels")],
+    [
+        ("ray.num_workers=two", "ray.num_workers"),
+        ("run.stages=data", "run.stages"),
+        ("mlflow.enabled=3", "mlflow.enabled"),
+        ("features.n_mels=1.5", "features.n_mels"),
+        ("dreamer.explore_epsilon=1.5", "dreamer.explore_epsilon"),
+    ],
 )
 def test_mistyped_value_names_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):

@@ -3,7 +3,8 @@
 The agent keeps one RSSM state per env. Each step it folds the new observation (and
 the action that led to it) into that state with the world model's posterior, then the
 actor picks the next action from the state's features: sampled while collecting
-experience, the most probable one when evaluating. Inference runs on the CPU without
+experience (with probability `explore_epsilon` a uniformly random one instead), the
+most probable one when evaluating. Inference runs on the CPU without
 gradients, as env workers do; weights arrive as a plain state dict (the learner
 publishes them through the Ray object store).
 """
@@ -50,7 +51,14 @@ def _as_tensor(name: str, value: ArrayLike, shape: tuple[int, ...], integer: boo
 
 
 class AgentPolicy:
-    def __init__(self, world_model: WorldModel, actor: Actor) -> None:
+    def __init__(self, world_model: WorldModel, actor: Actor, explore_epsilon: float = 0.0) -> None:
+        """explore_epsilon: share of sampled (not greedy) actions replaced by uniform random
+        ones. The world model learns the reward of an action only from replay steps that
+        took it; an actor that has settled on one answer would otherwise stop showing it
+        the others (DreamerV1's epsilon-greedy exploration for discrete actions)."""
+        if not 0.0 <= float(explore_epsilon) <= 1.0:
+            raise ValueError(f"dreamer.explore_epsilon: must lie in [0, 1], got {explore_epsilon}")
+        self.explore_epsilon = float(explore_epsilon)
         spec = world_model.spec
         if actor.feature_dim != spec.feature_dim or actor.n_actions != spec.n_actions:
             raise ValueError(
@@ -66,14 +74,14 @@ class AgentPolicy:
         return self.world_model.spec
 
     @classmethod
-    def from_weights(cls, spec_dict: Mapping[str, Any], weights: Mapping[str, Any]) -> "AgentPolicy":
+    def from_weights(cls, spec_dict: Mapping[str, Any], weights: Mapping[str, Any], explore_epsilon: float = 0.0) -> "AgentPolicy":
         """Build from a world-model spec dict and `ActorCriticTrainer.policy_weights(...)`."""
         for key in ("world_model", "actor", "actor_hidden", "actor_layers"):
             if key not in weights:
                 raise KeyError(f"policy weights: missing key {key!r}; got keys {sorted(weights)}")
         spec = WorldModelSpec.from_dict(spec_dict)
         actor = Actor(spec.feature_dim, spec.n_actions, int(weights["actor_hidden"]), int(weights["actor_layers"]))
-        policy = cls(WorldModel(spec), actor)
+        policy = cls(WorldModel(spec), actor, explore_epsilon)
         policy.load_weights(weights)
         return policy
 
@@ -117,7 +125,13 @@ class AgentPolicy:
         posterior = self.world_model.observe(tokens_t[:, None], actions_t[:, None], first[:, None], state, generator)
         new_state = posterior.last_state
         logits = self.actor(new_state.features)
-        actions = logits.argmax(-1) if greedy else sample_categorical(logits, generator)
+        if greedy:
+            actions = logits.argmax(-1)
+        else:
+            actions = sample_categorical(logits, generator)
+            if self.explore_epsilon > 0.0:
+                explore = torch.rand(n, generator=generator) < self.explore_epsilon
+                actions = torch.where(explore, torch.randint(0, spec.n_actions, (n,), generator=generator), actions)
         return actions.numpy().astype(np.int64), new_state
 
 

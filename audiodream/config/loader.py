@@ -213,6 +213,8 @@ def validate(cfg: Config) -> None:
     for key, value in (("ray.worker_num_cpus", cfg.ray.worker_num_cpus), ("dreamer.train_ratio", cfg.dreamer.train_ratio)):
         if value <= 0:
             raise ConfigError(f"config key '{key}': must be > 0, got {value}")
+    if not 0.0 <= cfg.dreamer.explore_epsilon <= 1.0:
+        raise ConfigError(f"config key 'dreamer.explore_epsilon': must lie in [0, 1], got {cfg.dreamer.explore_epsilon}")
 
 
 def config_path(name: str, configs_dir: Path = CONFIGS_DIR, relative_to: Path | None = None) -> Path:

@@ -141,6 +141,7 @@ class DreamerConfig:
     gamma: float = 0.95
     lambda_: float = 0.95
     entropy_coef: float = 1.0e-2
+    explore_epsilon: float = 0.0
     target_update_every: int = 100
     target_tau: float = 1.0
     return_norm: bool = True

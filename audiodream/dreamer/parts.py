@@ -87,7 +87,7 @@ class AudioDreamerParts:
         if isinstance(previous, AgentPolicy):
             previous.load_weights(weights)
             return previous
-        return AgentPolicy.from_weights(weights["spec"], weights)
+        return AgentPolicy.from_weights(weights["spec"], weights, self.cfg.dreamer.explore_epsilon)
 
     def make_trainers(self, device: torch.device) -> DreamerTrainers:
         return DreamerTrainers(self.cfg.dreamer, self.tokens_per_step, self.vocab_size, self.n_actions, device)
