@@ -35,6 +35,7 @@ from audiodream.dreamer.parts import AudioDreamerParts
 from audiodream.dreamer.rows import REQUIRED_KEYS
 from audiodream.dreamer.run import DreamerRun
 from audiodream.dreamer.stage import dreamer_stage
+from audiodream.errors import MissingStageOutput
 from audiodream.tokenizer.model import Tokenizer
 from audiodream.tracking import Tracker
 
@@ -200,6 +201,11 @@ def test_learner_takes_a_gpu_only_when_the_cluster_has_one():
     assert learner_placement(cpu, cluster_gpus=2).num_gpus == 0.0
     with pytest.raises(ValueError, match="learner.device"):
         learner_placement(load_config([], ["learner.device=cuda"]).learner, cluster_gpus=0)
+
+
+def test_dreamer_parts_name_a_missing_tokenizer_checkpoint(tmp_path):
+    with pytest.raises(MissingStageOutput, match=r"tokenizer[/\\]checkpoint.pt not found: the dreamer stage needs"):
+        AudioDreamerParts.from_run(tiny_config(tmp_path), tmp_path)
 
 
 def test_worker_and_learner_in_one_process(tmp_path):

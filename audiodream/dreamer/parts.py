@@ -22,8 +22,7 @@ from audiodream.agent import AgentPolicy, RandomPolicy
 from audiodream.config.schema import Config
 from audiodream.dreamer.trainers import DreamerTrainers
 from audiodream.tokenizer.model import read_checkpoint
-
-TOKENIZER_FILE = Path("tokenizer") / "checkpoint.pt"
+from audiodream.tokenizer.stage import require_tokenizer_checkpoint
 
 
 def tokenizer_geometry(path: Path) -> tuple[int, int]:
@@ -58,9 +57,7 @@ class AudioDreamerParts:
     def from_run(cls, cfg: Config, run_dir: Path) -> "AudioDreamerParts":
         import envs
 
-        path = Path(run_dir) / TOKENIZER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: tokenizer checkpoint not found; the dreamer stage needs the tokenizer stage first (run.stages=[..., tokenizer, dreamer])")
+        path = require_tokenizer_checkpoint(run_dir, "the dreamer stage", "data, tokenizer, dreamer")
         read_checkpoint(path)  # a clear error for an unreadable file
         tokens_per_step, vocab_size = tokenizer_geometry(path)
         probe = envs.make_env(cfg, None, run_dir)

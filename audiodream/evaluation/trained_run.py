@@ -9,7 +9,6 @@ would mean something else under this config, and the numbers would be quietly wr
 
 from __future__ import annotations
 
-from audiodream.errors import MissingStageOutput
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -19,13 +18,12 @@ import torch
 from audiodream.agent import Actor, AgentPolicy
 from audiodream.config.schema import Config
 from audiodream.dreamer.checkpoint import CHECKPOINT_FILE, load_checkpoint, resume_fingerprint
+from audiodream.errors import MissingStageOutput
 from audiodream.tokenizer.model import Tokenizer
 from audiodream.tokenizer.stage import require_tokenizer_checkpoint
 from audiodream.worldmodel import WorldModel, WorldModelSpec
 
 DREAMER_CHECKPOINT = Path("dreamer") / CHECKPOINT_FILE
-
-
 
 
 @dataclass
