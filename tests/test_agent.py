@@ -20,6 +20,8 @@ from audiodream.agent import (
     ReturnNormalizer,
     TargetCritic,
     actor_loss,
+    categorical_entropy,
+    categorical_log_probs,
     discount_weights,
     lambda_returns,
 )
@@ -117,14 +119,79 @@ def test_entropy_bonus_alone_flattens_the_policy() -> None:
     torch.nn.init.normal_(actor.net[-1].weight, std=1.0)
     features = torch.randn(8, 1, 5)
     with torch.no_grad():
-        entropy_before = float(actor.entropy(features).mean())
+        entropy_before = float(categorical_entropy(categorical_log_probs(actor(features))).mean())
     loss, _ = actor_loss(actor(features), torch.zeros(8, 1, dtype=torch.long), torch.zeros(8, 1), torch.ones(8, 1), entropy_coef=1.0)
     loss.backward()
     with torch.no_grad():
         for param in actor.parameters():
             param -= 0.05 * param.grad
     with torch.no_grad():
-        assert float(actor.entropy(features).mean()) > entropy_before
+        assert float(categorical_entropy(categorical_log_probs(actor(features))).mean()) > entropy_before
+
+
+def test_all_action_reward_term_raises_the_best_rewarded_action_without_sampling_it() -> None:
+    actor = Actor(feature_dim=5, n_actions=A, hidden=16)
+    features = torch.randn(4, 1, 5)
+    action_rewards = torch.zeros(4, 1, A)
+    action_rewards[..., 2] = 1.0
+    before = actor(features).softmax(-1).detach()
+    # Action 0 was sampled with a zero advantage: REINFORCE alone would not move the policy.
+    loss, _ = actor_loss(actor(features), torch.zeros(4, 1, dtype=torch.long), torch.zeros(4, 1), torch.ones(4, 1), 0.0, action_rewards)
+    loss.backward()
+    with torch.no_grad():
+        for param in actor.parameters():
+            param -= 0.1 * param.grad
+    after = actor(features).softmax(-1).detach()
+    assert bool((after[..., 2] > before[..., 2]).all())
+
+
+def _advantages_for_every_action(mode: str) -> tuple[ActorCriticTrainer, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One state, one imagined step, each row taking a different action a: reward r(a),
+    what follows F(a), return r(a) + F(a); value 0.3 for every row."""
+    trainer = ActorCriticTrainer(tiny_config(actor_reward_gradient=mode, return_norm=False), feature_dim=5, n_actions=A)
+    reward_of = torch.tensor([0.6, 0.0, 0.2, 0.0, 0.1, 0.0])
+    follows = torch.tensor([0.0, 0.5, 0.1, 0.0, 0.0, 0.3])
+    actions = torch.arange(A).unsqueeze(1)
+    rewards = torch.stack([torch.zeros(A), reward_of], dim=1)
+    action_rewards = reward_of.expand(A, 2, A).clone()
+    returns = (reward_of + follows).unsqueeze(1)
+    values = torch.full((A, 1), 0.3)
+    return trainer, actions, returns, values, rewards, action_rewards
+
+
+def test_all_action_advantage_leaves_out_the_sampled_reward_by_hand() -> None:
+    logits = torch.zeros(A, 1, A)  # uniform policy: E_pi r = (0.6 + 0.2 + 0.1) / 6 = 0.15
+    trainer, _, returns, values, rewards, action_rewards = _advantages_for_every_action("all_actions")
+    advantage, per_action = trainer._advantages(returns, values, rewards, action_rewards, logits)
+    # action 1: G = 0.5, V = 0.3, r = 0: 0.5 - 0.3 - 0 + 0.15; action 0: 0.6 - 0.3 - 0.6 + 0.15
+    assert torch.allclose(advantage[:, 0], torch.tensor([-0.15, 0.35, -0.05, -0.15, -0.15, 0.15]), atol=1e-6)
+    assert per_action is not None and torch.allclose(per_action, action_rewards[:, :-1])
+    sampled = _advantages_for_every_action("sampled")[0]
+    plain, none = sampled._advantages(returns, values, rewards, action_rewards, logits)
+    assert none is None and torch.allclose(plain, returns - values)
+
+
+def test_all_action_gradient_equals_reinforce_in_expectation() -> None:
+    """Summed over every action weighted by its probability (the exact expectation over
+    the sampled action), both actor gradients are the same: the all-action term lowers
+    variance, it adds no bias."""
+    base_logits = torch.tensor([0.3, -0.2, 0.8, 0.0, -1.0, 0.4])
+    gradients = {}
+    for mode in ("sampled", "all_actions"):
+        logits = base_logits.clone().requires_grad_(True)
+        trainer, actions, returns, values, rewards, action_rewards = _advantages_for_every_action(mode)
+        row_logits = logits.expand(A, 1, A)
+        advantage, per_action = trainer._advantages(returns, values, rewards, action_rewards, row_logits.detach())
+        weights = torch.softmax(base_logits, -1).unsqueeze(1) * A  # P(a) per row; actor_loss averages over rows
+        loss, _ = actor_loss(row_logits, actions, advantage, weights, 0.0, per_action)
+        (gradients[mode],) = torch.autograd.grad(loss, logits)
+    assert gradients["sampled"].abs().max() > 1e-3
+    assert torch.allclose(gradients["sampled"], gradients["all_actions"], atol=1e-6)
+
+
+def test_bad_actor_reward_gradient_is_named() -> None:
+    with pytest.raises(ValueError, match="dreamer.actor_reward_gradient"):
+        ActorCriticTrainer(tiny_config(actor_reward_gradient="dynamics"), feature_dim=5, n_actions=A)
 
 
 # ---------------------------------------------------------------- target critic
@@ -210,10 +277,13 @@ def test_return_normalizer_leaves_small_returns_alone() -> None:
 # ---------------------------------------------------------------- full update on a tiny world model
 
 
-def test_train_step_updates_actor_and_critic_but_never_the_world_model() -> None:
+@pytest.mark.parametrize(
+    "changes", [{}, {"actor_reward_gradient": "all_actions", "actor_reward_prior": True}], ids=["dreamerv2", "all_actions_with_prior"]
+)
+def test_train_step_updates_actor_and_critic_but_never_the_world_model(changes: dict[str, object]) -> None:
     model = WorldModel(tiny_spec())
     world_before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    trainer = ActorCriticTrainer(tiny_config(), model.spec.feature_dim, A)
+    trainer = ActorCriticTrainer(tiny_config(**changes), model.spec.feature_dim, A)
     actor_before, critic_before = _params(trainer.actor), _params(trainer.critic)
     starts = posterior_starts(model)
     gen = torch.Generator().manual_seed(0)
@@ -363,3 +433,54 @@ def test_random_policy_covers_every_action() -> None:
     actions, state = policy.act(np.zeros((64, K), dtype=np.int64), np.zeros(64, dtype=np.int64), np.ones(64, dtype=bool), state, generator=gen)
     assert actions.shape == (64,) and actions.dtype == np.int64
     assert set(actions.tolist()) == set(range(A))
+
+
+# ---------------------------------------------------------------- reward prior
+
+
+def _world_model_paying_for(action: int) -> WorldModel:
+    """A tiny world model whose reward head says `action` pays 1 in every state, the others 0."""
+    model = WorldModel(tiny_spec())
+    last = model.heads[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias[1 + action] = 1.0  # output 0 is the continuation logit
+    return model
+
+
+def test_reward_prior_adds_predicted_rewards_over_entropy_coef_to_the_logits() -> None:
+    model = _world_model_paying_for(3)
+    trainer = ActorCriticTrainer(tiny_config(actor_reward_prior=True, entropy_coef=0.05), model.spec.feature_dim, A)
+    features = torch.randn(4, model.spec.feature_dim)
+    logits = trainer.actor.policy_logits(features, model)
+    # A fresh actor's network outputs zeros: the logits are the prior alone, 1 / 0.05 = 20 on action 3.
+    assert torch.allclose(logits[:, 3], torch.full((4,), 20.0)) and torch.allclose(logits[:, :3], torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="policy_logits"):
+        trainer.actor(features)
+    plain = ActorCriticTrainer(tiny_config(), model.spec.feature_dim, A)
+    assert torch.equal(plain.actor.policy_logits(features, model), torch.zeros(4, A))
+
+
+def test_reward_prior_travels_with_published_weights_and_checkpoints() -> None:
+    model = _world_model_paying_for(2)
+    trainer = ActorCriticTrainer(tiny_config(actor_reward_prior=True, entropy_coef=0.1), model.spec.feature_dim, A)
+    policy = AgentPolicy.from_weights(model.spec.to_dict(), trainer.policy_weights(model))
+    n = 6
+    greedy, _ = policy.act(np.zeros((n, K), dtype=np.int64), np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), policy.initial_state(n), greedy=True)
+    assert set(greedy.tolist()) == {2}
+    buffer = io.BytesIO()
+    torch.save(trainer.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    from audiodream.evaluation.trained_run import actor_from_state
+
+    assert float(actor_from_state(state).reward_prior_scale) == pytest.approx(10.0)
+    # An actor saved before the prior existed (no scale in its state dict) loads as prior-free.
+    del state["actor"]["reward_prior_scale"], state["reward_prior_scale"]
+    assert float(actor_from_state(state).reward_prior_scale) == 0.0
+
+
+def test_reward_prior_needs_a_positive_entropy_coef() -> None:
+    with pytest.raises(ValueError, match="dreamer.actor_reward_prior"):
+        ActorCriticTrainer(tiny_config(actor_reward_prior=True, entropy_coef=0.0), feature_dim=5, n_actions=A)

@@ -87,6 +87,7 @@ def test_unknown_key_names_key_and_closest(override, named, suggestion):
         ("mlflow.enabled=3", "mlflow.enabled"),
         ("features.n_mels=1.5", "features.n_mels"),
         ("dreamer.explore_epsilon=1.5", "dreamer.explore_epsilon"),
+        ("dreamer.actor_reward_gradient=dynamics", "dreamer.actor_reward_gradient"),
     ],
 )
 def test_mistyped_value_names_key(override, key):

@@ -293,7 +293,7 @@ def test_unconditional_dream_starts_like_an_observed_episode(listen_run) -> None
     cfg, run_dir, _ = listen_run
     model = load_trained_run(cfg, run_dir).world_model
     generator = torch.Generator().manual_seed(0)
-    dream = dream_trajectory(model, 2, 3, behaviour_policy(None, model.spec.n_actions), generator=generator)
+    dream = dream_trajectory(model, 2, 3, behaviour_policy(None, model), generator=generator)
     tokens = torch.zeros(2, 1, model.spec.tokens_per_step, dtype=torch.long)
     observed = model.observe(tokens, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool))
     assert torch.allclose(dream.h[:, 1], observed.h[:, 0], atol=1e-6)

@@ -80,7 +80,8 @@ class AgentPolicy:
             if key not in weights:
                 raise KeyError(f"policy weights: missing key {key!r}; got keys {sorted(weights)}")
         spec = WorldModelSpec.from_dict(spec_dict)
-        actor = Actor(spec.feature_dim, spec.n_actions, int(weights["actor_hidden"]), int(weights["actor_layers"]))
+        prior_scale = float(weights.get("actor_reward_prior_scale", 0.0))
+        actor = Actor(spec.feature_dim, spec.n_actions, int(weights["actor_hidden"]), int(weights["actor_layers"]), prior_scale)
         policy = cls(WorldModel(spec), actor, explore_epsilon)
         policy.load_weights(weights)
         return policy
@@ -124,7 +125,7 @@ class AgentPolicy:
             raise ValueError(f"act: prev_actions must lie in [0, {spec.n_actions}) where not is_first, got [{int(actions_t.min())}, {int(actions_t.max())}]")
         posterior = self.world_model.observe(tokens_t[:, None], actions_t[:, None], first[:, None], state, generator)
         new_state = posterior.last_state
-        logits = self.actor(new_state.features)
+        logits = self.actor.policy_logits(new_state.features, self.world_model)
         if greedy:
             actions = logits.argmax(-1)
         else:

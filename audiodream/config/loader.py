@@ -215,6 +215,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}': must be > 0, got {value}")
     if not 0.0 <= cfg.dreamer.explore_epsilon <= 1.0:
         raise ConfigError(f"config key 'dreamer.explore_epsilon': must lie in [0, 1], got {cfg.dreamer.explore_epsilon}")
+    gradients = ("sampled", "all_actions")
+    if cfg.dreamer.actor_reward_gradient not in gradients:
+        raise ConfigError(f"config key 'dreamer.actor_reward_gradient': expected one of {gradients}, got {cfg.dreamer.actor_reward_gradient!r}")
 
 
 def config_path(name: str, configs_dir: Path = CONFIGS_DIR, relative_to: Path | None = None) -> Path:

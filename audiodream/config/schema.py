@@ -141,6 +141,8 @@ class DreamerConfig:
     gamma: float = 0.95
     lambda_: float = 0.95
     entropy_coef: float = 1.0e-2
+    actor_reward_gradient: str = "sampled"
+    actor_reward_prior: bool = False
     explore_epsilon: float = 0.0
     target_update_every: int = 100
     target_tau: float = 1.0

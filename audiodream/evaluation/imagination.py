@@ -17,16 +17,17 @@ from typing import Optional
 import torch
 
 from audiodream.agent import Actor
+from audiodream.agent.networks import sample_categorical
 from audiodream.worldmodel import ImaginedTrajectory, Policy, RSSMState, WorldModel
 
 
-def behaviour_policy(actor: Optional[Actor], n_actions: int) -> Policy:
+def behaviour_policy(actor: Optional[Actor], world_model: WorldModel) -> Policy:
     """policy(features (N, F), generator) -> action ids (N,): the actor's samples, or action 0."""
     if actor is None:
         return lambda features, generator: torch.zeros(features.shape[0], dtype=torch.long, device=features.device)
-    if actor.n_actions != n_actions:
-        raise ValueError(f"behaviour_policy: actor has {actor.n_actions} actions, the world model {n_actions}")
-    return lambda features, generator: actor.sample(features, generator)
+    if actor.n_actions != world_model.spec.n_actions:
+        raise ValueError(f"behaviour_policy: actor has {actor.n_actions} actions, the world model {world_model.spec.n_actions}")
+    return lambda features, generator: sample_categorical(actor.policy_logits(features, world_model), generator)
 
 
 @torch.no_grad()

@@ -147,7 +147,7 @@ def _completion(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: E
     log.info("eval: fitting the syllable classifier on %d labelled train chunks", len(setup.train_chunks.labels))
     classifier = SyllableClassifier.fit(setup.train_chunks.mels, setup.train_chunks.labels)
     generator = torch.Generator(device=run.device).manual_seed(seed)
-    policy = behaviour_policy(run.actor, run.n_actions)
+    policy = behaviour_policy(run.actor, run.world_model)
     predicted = imagine_next_syllables(
         run.world_model, run.tokenizer, classifier, setup.prompts, ecfg.completion_samples, policy, generator, cfg.run.progress
     )
@@ -181,7 +181,7 @@ def _dreams(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: EvalP
     if n < 1:
         return []
     inverter = MelInverter(cfg.features)
-    policy = behaviour_policy(run.actor, run.n_actions)
+    policy = behaviour_policy(run.actor, run.world_model)
     generator = torch.Generator(device=run.device).manual_seed(seed + 3)
     utterances = corpus_utterances(cfg, run_dir, "test", n, seed)
     files = write_continuations(

@@ -62,7 +62,7 @@ def world_model_from_state(state: Mapping[str, Any]) -> WorldModel:
 
 def actor_from_state(state: Mapping[str, Any]) -> Actor:
     """An Actor from the `actor_critic` entry of a dreamer checkpoint (ActorCriticTrainer.state_dict)."""
-    actor = Actor(int(state["feature_dim"]), int(state["n_actions"]), int(state["hidden"]), int(state["layers"]))
+    actor = Actor(int(state["feature_dim"]), int(state["n_actions"]), int(state["hidden"]), int(state["layers"]), float(state.get("reward_prior_scale", 0.0)))
     actor.load_state_dict(state["actor"])
     return actor
 

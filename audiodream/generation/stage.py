@@ -65,7 +65,7 @@ def continue_prompt(
     samples = int(round(seconds * features.sample_rate))
     steps = max(1, math.ceil(samples / samples_per_step))
     tokens = run.tokenizer.encode(prompt.mel[None]).cpu()  # (1, P, K)
-    policy = behaviour_policy(run.actor, run.n_actions)
+    policy = behaviour_policy(run.actor, run.world_model)
     state = observe_prompt(run.world_model, tokens, policy, generator)
     imagined = imagine_tokens(run.world_model, state, steps, policy, temperature, generator)
     mel = run.tokenizer.decode(imagined.cpu())[0].cpu().numpy()

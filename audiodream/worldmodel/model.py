@@ -35,6 +35,7 @@ class ImaginedTrajectory:
     actions: torch.Tensor  # (N, H) int64 action ids
     action_one_hot: torch.Tensor  # (N, H, A) as fed to the model (carries gradients of relaxed actions)
     rewards: torch.Tensor  # (N, H+1) predicted rewards: [:, j + 1] earned by action j; [:, 0] = 0
+    action_rewards: torch.Tensor  # (N, H+1, A) predicted reward of every action in each state (rewards picks the chosen one)
     continues: torch.Tensor  # (N, H+1) predicted probability that the episode goes on
     tokens: Optional[torch.Tensor] = None  # (N, H, K) tokens sampled for states 1..H, if asked for
 
@@ -225,6 +226,7 @@ class WorldModel(nn.Module):
             actions=torch.stack(action_ids, dim=1) if action_ids else torch.zeros(h.shape[0], 0, dtype=torch.long, device=h.device),
             action_one_hot=torch.stack(action_inputs, dim=1) if action_inputs else h.new_zeros(h.shape[0], 0, self.spec.n_actions),
             rewards=rewards,
+            action_rewards=action_rewards,
             continues=torch.sigmoid(cont_logit),
             tokens=tokens,
         )
