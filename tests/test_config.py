@@ -95,6 +95,11 @@ def test_mistyped_value_names_key(override, key):
         load_config([], [override])
 
 
+def test_reward_prior_without_entropy_is_named():
+    with pytest.raises(ConfigError, match="'dreamer.actor_reward_prior'"):
+        load_config([], ["dreamer.actor_reward_prior=true", "dreamer.entropy_coef=0"])
+
+
 def test_stage_order_and_names_are_checked():
     with pytest.raises(ConfigError, match="did you mean 'tokenizer'"):
         load_config([], ["run.stages=[data,tokeniser]"])

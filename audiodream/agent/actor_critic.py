@@ -24,14 +24,13 @@ from audiodream.agent.networks import Actor, Critic, categorical_entropy, catego
 from audiodream.agent.return_norm import ReturnNormalizer
 from audiodream.agent.returns import discount_weights, lambda_returns
 from audiodream.agent.target_critic import TargetCritic
-from audiodream.config.schema import DreamerConfig
+from audiodream.config.schema import ACTOR_REWARD_GRADIENTS, DreamerConfig
 from audiodream.worldmodel.model import WorldModel
 from audiodream.worldmodel.rssm import RSSMState
 from audiodream.worldmodel.sizes import resolve_sizes
 from audiodream.worldmodel.trainer import mixed_precision, resolve_device
 
 CHECKPOINT_FORMAT = 1
-ACTOR_REWARD_GRADIENTS: tuple[str, ...] = ("sampled", "all_actions")
 DEFAULT_LAYERS = 2  # hidden layers of actor and critic: cheap enough for 512 x 15 states per update on a CPU
 
 __all__ = ["Actor", "ActorCriticTrainer", "Critic", "ReturnNormalizer", "TargetCritic", "actor_loss", "critic_loss", "validate_dreamer_config"]

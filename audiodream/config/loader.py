@@ -19,7 +19,7 @@ from typing import Any, Union
 
 import yaml
 
-from audiodream.config.schema import STAGES, Config
+from audiodream.config.schema import ACTOR_REWARD_GRADIENTS, STAGES, Config
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -215,9 +215,10 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}': must be > 0, got {value}")
     if not 0.0 <= cfg.dreamer.explore_epsilon <= 1.0:
         raise ConfigError(f"config key 'dreamer.explore_epsilon': must lie in [0, 1], got {cfg.dreamer.explore_epsilon}")
-    gradients = ("sampled", "all_actions")
-    if cfg.dreamer.actor_reward_gradient not in gradients:
-        raise ConfigError(f"config key 'dreamer.actor_reward_gradient': expected one of {gradients}, got {cfg.dreamer.actor_reward_gradient!r}")
+    if cfg.dreamer.actor_reward_gradient not in ACTOR_REWARD_GRADIENTS:
+        raise ConfigError(f"config key 'dreamer.actor_reward_gradient': expected one of {ACTOR_REWARD_GRADIENTS}, got {cfg.dreamer.actor_reward_gradient!r}")
+    if cfg.dreamer.actor_reward_prior and not cfg.dreamer.entropy_coef > 0.0:
+        raise ConfigError(f"config key 'dreamer.actor_reward_prior': needs dreamer.entropy_coef > 0 (the prior is r / entropy_coef), got {cfg.dreamer.entropy_coef}")
 
 
 def config_path(name: str, configs_dir: Path = CONFIGS_DIR, relative_to: Path | None = None) -> Path:

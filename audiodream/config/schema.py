@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 STAGES: tuple[str, ...] = ("data", "tokenizer", "baseline", "dreamer", "eval", "generate", "compare")
 DEFAULT_STAGES: tuple[str, ...] = ("data", "tokenizer", "dreamer", "eval")
+ACTOR_REWARD_GRADIENTS: tuple[str, ...] = ("sampled", "all_actions")  # dreamer.actor_reward_gradient
 
 
 @dataclass
