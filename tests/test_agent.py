@@ -477,8 +477,13 @@ def test_reward_prior_travels_with_published_weights_and_checkpoints() -> None:
 
     assert float(actor_from_state(state).reward_prior_scale) == pytest.approx(10.0)
     # An actor saved before the prior existed (no scale in its state dict) loads as prior-free.
-    del state["actor"]["reward_prior_scale"], state["reward_prior_scale"]
-    assert float(actor_from_state(state).reward_prior_scale) == 0.0
+    old = {**state, "actor": {k: v for k, v in state["actor"].items() if k != "reward_prior_scale"}}
+    del old["reward_prior_scale"]
+    assert float(actor_from_state(old).reward_prior_scale) == 0.0 and not actor_from_state(old).uses_reward_prior
+    # Resuming under a config without the prior: the config wins.
+    plain = ActorCriticTrainer(tiny_config(), model.spec.feature_dim, A)
+    plain.load_state_dict(state)
+    assert not plain.actor.uses_reward_prior and float(plain.actor.reward_prior_scale) == 0.0
 
 
 def test_reward_prior_needs_a_positive_entropy_coef() -> None:

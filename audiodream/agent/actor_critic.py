@@ -319,10 +319,10 @@ class ActorCriticTrainer:
         mine = {"feature_dim": self.feature_dim, "n_actions": self.n_actions, "hidden": self.actor.hidden, "layers": self.actor.layers}
         if saved != mine:
             raise ValueError(f"actor-critic checkpoint: sizes {saved} do not match this actor-critic's {mine}")
-        configured_prior = self.actor.reward_prior_scale.clone()
+        configured_prior = float(self.actor.reward_prior_scale)
         self.actor.load_state_dict(state["actor"])
         # The config's reward prior wins over the checkpoint's, as its learning rates do.
-        self.actor.reward_prior_scale.copy_(configured_prior)
+        self.actor.set_reward_prior_scale(configured_prior)
         self.critic.load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])
         self.normalizer.load_state_dict(state["normalizer"])
