@@ -291,7 +291,6 @@ class ActorCriticTrainer:
             "actor": {name: tensor.detach().cpu() for name, tensor in self.actor.state_dict().items()},
             "actor_hidden": self.actor.hidden,
             "actor_layers": self.actor.layers,
-            "actor_reward_prior_scale": float(self.actor.reward_prior_scale),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -302,7 +301,6 @@ class ActorCriticTrainer:
             "n_actions": self.n_actions,
             "hidden": self.actor.hidden,
             "layers": self.actor.layers,
-            "reward_prior_scale": float(self.actor.reward_prior_scale),
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "target_critic": self.target_critic.state_dict(),

@@ -80,8 +80,8 @@ class AgentPolicy:
             if key not in weights:
                 raise KeyError(f"policy weights: missing key {key!r}; got keys {sorted(weights)}")
         spec = WorldModelSpec.from_dict(spec_dict)
-        prior_scale = float(weights.get("actor_reward_prior_scale", 0.0))
-        actor = Actor(spec.feature_dim, spec.n_actions, int(weights["actor_hidden"]), int(weights["actor_layers"]), prior_scale)
+        # The actor's state dict carries its reward prior scale; load_weights sets it.
+        actor = Actor(spec.feature_dim, spec.n_actions, int(weights["actor_hidden"]), int(weights["actor_layers"]))
         policy = cls(WorldModel(spec), actor, explore_epsilon)
         policy.load_weights(weights)
         return policy

@@ -62,8 +62,8 @@ def world_model_from_state(state: Mapping[str, Any]) -> WorldModel:
 
 def actor_from_state(state: Mapping[str, Any]) -> Actor:
     """An Actor from the `actor_critic` entry of a dreamer checkpoint (ActorCriticTrainer.state_dict)."""
-    actor = Actor(int(state["feature_dim"]), int(state["n_actions"]), int(state["hidden"]), int(state["layers"]), float(state.get("reward_prior_scale", 0.0)))
-    actor.load_state_dict(state["actor"])
+    actor = Actor(int(state["feature_dim"]), int(state["n_actions"]), int(state["hidden"]), int(state["layers"]))
+    actor.load_state_dict(state["actor"])  # sets the reward prior scale the actor was saved with
     return actor
 
 
