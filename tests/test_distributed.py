@@ -240,10 +240,12 @@ def read_rows(run_dir: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def finished_stage(ray_session, tmp_path_factory):
-    """One whole dreamer stage on the real local Ray: 12 updates, rows every 4, checkpoint at 8 and 12."""
+    """One whole dreamer stage on the real local Ray: 12 updates, rows every 4, checkpoint at 8 and 12.
+    Codebook-tied, so the tokenizer's codes travel from the parts to the learner and, in the
+    published weights, to the workers' policies."""
     root = tmp_path_factory.mktemp("stage")
     run_dir = root / "run"
-    cfg = tiny_config(run_dir)
+    cfg = tiny_config(run_dir, "dreamer.codebook_tied=true")
     with_tokenizer(cfg, run_dir)
     tracker = Tracker.start(run_dir, f"sqlite:///{root / 'mlflow.db'}", "test", "dreamer-stage")
     dreamer_stage(cfg, run_dir, tracker)
@@ -277,6 +279,9 @@ def test_stage_on_ray_streams_data_to_the_learner_and_weights_back(finished_stag
 
     state = load_checkpoint(run_dir / "dreamer" / "checkpoint.pt")  # weights_only=True
     assert state["step"] == 12 and state["env_steps"] >= rows[-1]["env_steps"]
+    codebook = Tokenizer.load(run_dir / "tokenizer" / "checkpoint.pt").quantizer.normalized_codebook()
+    assert state["world_model"]["spec"]["code_dim"] == codebook.shape[1]
+    assert torch.allclose(state["world_model"]["model"]["encoder.codebook"], codebook)
     assert set(state) >= {"world_model", "actor_critic", "fingerprint", "policy_version"}
     assert "optimizer" in state["world_model"] and "actor_optimizer" in state["actor_critic"]
     assert sorted(p.name for p in (run_dir / "replay").glob("chunk-*.npz"))

@@ -101,7 +101,8 @@ def build_tiny_run(cfg: Config, run_dir: Path, updates: int = 5) -> dict[str, li
     vector.close()
     for i, episode in enumerate(played.episodes):
         replay.add({**episode, "episode_ids": np.full(len(episode["actions"]), i)})
-    trainers = DreamerTrainers(cfg.dreamer, tokenizer.tokens_per_step, tokenizer.codebook_size, n_actions, "cpu")
+    codebook = tokenizer.quantizer.normalized_codebook().detach()
+    trainers = DreamerTrainers(cfg.dreamer, tokenizer.tokens_per_step, tokenizer.codebook_size, n_actions, "cpu", codebook)
     for _ in range(updates):
         trainers.update(replay.sample(4, 8), None)
     state = {"fingerprint": fingerprint, "step": updates, "env_steps": replay.total_added, "policy_version": 0, **trainers.state_dict()}
@@ -112,7 +113,7 @@ def build_tiny_run(cfg: Config, run_dir: Path, updates: int = 5) -> dict[str, li
 @pytest.fixture(scope="module")
 def listen_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Path, dict]:
     run_dir = tmp_path_factory.mktemp("listen_run")
-    cfg = tiny_config(run_dir, "audiodream/Listen-v0", "dreamer.actor_critic=false")
+    cfg = tiny_config(run_dir, "audiodream/Listen-v0", "dreamer.actor_critic=false", "dreamer.codebook_tied=true")  # as listen_synthetic
     built = build_tiny_run(cfg, run_dir)
     tracker = Tracker.start(run_dir, f"sqlite:///{run_dir / 'mlflow.db'}", "eval-test", "tiny")
     eval_stage(cfg, run_dir, tracker)

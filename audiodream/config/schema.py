@@ -137,6 +137,7 @@ class DreamerConfig:
     reward_scale: float = 1.0
     cont_scale: float = 1.0
     predictive_scale: float = 1.0
+    codebook_tied: bool = False
     imag_horizon: int = 15
     imag_starts: Optional[int] = None
     gamma: float = 0.95

@@ -36,6 +36,7 @@ RESUME_KEYS: tuple[str, ...] = TOKENIZER_KEYS + (
     "env.episode_steps",
     "dreamer.preset",
     "dreamer.actor_critic",
+    "dreamer.codebook_tied",
     *(f"dreamer.{key}" for key in SIZE_KEYS),
 )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+import numpy as np
 import torch
 
 from audiodream.agent import AgentPolicy, RandomPolicy
@@ -25,12 +26,13 @@ from audiodream.tokenizer.model import read_checkpoint
 from audiodream.tokenizer.stage import require_tokenizer_checkpoint
 
 
-def tokenizer_geometry(path: Path) -> tuple[int, int]:
-    """(tokens per step, codebook size) from a tokenizer checkpoint, without building the model."""
+def tokenizer_geometry(path: Path) -> tuple[int, int, np.ndarray]:
+    """(tokens per step, codebook size, (V, code_dim) unit code vectors) of a tokenizer checkpoint."""
     from audiodream.tokenizer.model import Tokenizer
 
     tokenizer = Tokenizer.load(path)
-    return int(tokenizer.tokens_per_step), int(tokenizer.codebook_size)
+    codebook = tokenizer.quantizer.normalized_codebook().detach().cpu().numpy()
+    return int(tokenizer.tokens_per_step), int(tokenizer.codebook_size), codebook
 
 
 def _node_local_copy(data: bytes) -> Path:
@@ -52,6 +54,7 @@ class AudioDreamerParts:
     tokens_per_step: int
     vocab_size: int
     n_actions: int
+    codebook: np.ndarray  # (V, code_dim) the tokenizer's code vectors, for a codebook-tied world model
 
     @classmethod
     def from_run(cls, cfg: Config, run_dir: Path) -> "AudioDreamerParts":
@@ -59,7 +62,7 @@ class AudioDreamerParts:
 
         path = require_tokenizer_checkpoint(run_dir, "the dreamer stage", "data, tokenizer, dreamer")
         read_checkpoint(path)  # a clear error for an unreadable file
-        tokens_per_step, vocab_size = tokenizer_geometry(path)
+        tokens_per_step, vocab_size, codebook = tokenizer_geometry(path)
         probe = envs.make_env(cfg, None, run_dir)
         try:
             n_actions = int(getattr(probe.action_space, "n", 0))
@@ -67,7 +70,7 @@ class AudioDreamerParts:
             probe.close()
         if n_actions < 1:
             raise ValueError(f"env.id {cfg.env.id!r}: Dreamer needs a Discrete action space, got {probe.action_space}")
-        return cls(cfg, str(run_dir), path.read_bytes(), tokens_per_step, vocab_size, n_actions)
+        return cls(cfg, str(run_dir), path.read_bytes(), tokens_per_step, vocab_size, n_actions, codebook)
 
     def tokenizer_path(self) -> Path:
         return _node_local_copy(self.tokenizer_bytes)
@@ -87,4 +90,4 @@ class AudioDreamerParts:
         return AgentPolicy.from_weights(weights["spec"], weights, self.cfg.dreamer.explore_epsilon)
 
     def make_trainers(self, device: torch.device) -> DreamerTrainers:
-        return DreamerTrainers(self.cfg.dreamer, self.tokens_per_step, self.vocab_size, self.n_actions, device)
+        return DreamerTrainers(self.cfg.dreamer, self.tokens_per_step, self.vocab_size, self.n_actions, device, torch.as_tensor(self.codebook))

@@ -45,12 +45,15 @@ class ImaginedTrajectory:
 
 
 class WorldModel(nn.Module):
-    def __init__(self, spec: WorldModelSpec) -> None:
+    def __init__(self, spec: WorldModelSpec, codebook: Optional[torch.Tensor] = None) -> None:
+        """`codebook` (V, spec.code_dim): the tokenizer's code vectors, for a fresh
+        codebook-tied model; a tied model rebuilt from a checkpoint gets them (and the
+        decoders' code layout) from its state dict instead."""
         super().__init__()
         self.spec = spec
-        self.encoder = TokenEncoder(spec.tokens_per_step, spec.vocab_size, spec.token_embed, spec.hidden, spec.embed)
+        self.encoder = TokenEncoder(spec.tokens_per_step, spec.vocab_size, spec.token_embed, spec.hidden, spec.embed, spec.code_dim)
         self.rssm = RSSM(spec)
-        self.decoder = TokenDecoder(spec.feature_dim, spec.hidden, spec.tokens_per_step, spec.decoder_slot_dim, spec.vocab_size)
+        self.decoder = TokenDecoder(spec.feature_dim, spec.hidden, spec.tokens_per_step, spec.decoder_slot_dim, spec.vocab_size, spec.code_dim)
         # The predictive head p(tokens_t | h_t): the step's tokens before they are seen,
         # with z_t marginalised out (learnt directly instead of averaged over prior
         # samples). The decoder above, given a posterior z_t, is sharp: z_t carries the
@@ -58,7 +61,7 @@ class WorldModel(nn.Module):
         # distribution badly and their mixture overstates the CE, more so at long
         # horizons. Trained on teacher-forced h_t, it is the RSSM's own next-step
         # prediction, and its gradient makes h_t carry what predicts the next step.
-        self.predictor = TokenDecoder(spec.deter, spec.hidden, spec.tokens_per_step, spec.decoder_slot_dim, spec.vocab_size)
+        self.predictor = TokenDecoder(spec.deter, spec.hidden, spec.tokens_per_step, spec.decoder_slot_dim, spec.vocab_size, spec.code_dim)
         # Continuation and reward share one hidden layer (a second (feature_dim x hidden)
         # layer cost ~10% of an update). Output 0: logit of P(the episode goes on after
         # this state); outputs 1..A: the expected reward of each action taken here (it
@@ -71,10 +74,18 @@ class WorldModel(nn.Module):
         # Measured on Complete-v0 (800 updates): a one-step lookahead on r(s') scored
         # 0.31, on r(s, a) 0.36 (random 0.13, optimal 2.27): better, far from learnt.
         self.heads = mlp(spec.feature_dim, spec.hidden, 1 + spec.n_actions)
+        if codebook is not None:
+            if not spec.code_dim:
+                raise ValueError("WorldModel: a codebook was given but spec.code_dim is 0 (the model is not codebook-tied)")
+            for module in (self.encoder, self.decoder, self.predictor):
+                module.set_codebook(codebook)
 
     @classmethod
-    def from_config(cls, cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int) -> "WorldModel":
-        return cls(spec_from_config(cfg, tokens_per_step, vocab_size, n_actions))
+    def from_config(cls, cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int, codebook: Optional[torch.Tensor] = None) -> "WorldModel":
+        """Codebook-tied when `cfg.codebook_tied` and the tokenizer's `codebook` (V, code_dim) is given."""
+        tied = codebook if cfg.codebook_tied else None
+        spec = spec_from_config(cfg, tokens_per_step, vocab_size, n_actions, code_dim=0 if tied is None else int(tied.shape[-1]))
+        return cls(spec, tied)
 
     @property
     def device(self) -> torch.device:

@@ -47,6 +47,7 @@ class WorldModelSpec:
     reward_scale: float = 1.0
     cont_scale: float = 1.0
     predictive_scale: float = 1.0
+    code_dim: int = 0  # > 0: token encoder and decoders tied to the tokenizer's (V, code_dim) codebook (networks.py)
 
     def __post_init__(self) -> None:
         for name in ("tokens_per_step", "vocab_size", "n_actions", *SIZE_KEYS):
@@ -59,6 +60,8 @@ class WorldModelSpec:
             raise ValueError(f"dreamer.unimix: must lie in [0, 1), got {self.unimix}")
         if self.free_nats < 0.0:
             raise ValueError(f"dreamer.free_nats: must be >= 0, got {self.free_nats}")
+        if not isinstance(self.code_dim, int) or self.code_dim < 0:
+            raise ValueError(f"world model spec: code_dim must be an integer >= 0, got {self.code_dim!r}")
         if self.predictive_scale < 0.0:
             raise ValueError(f"dreamer.predictive_scale: must be >= 0, got {self.predictive_scale}")
 
@@ -95,7 +98,8 @@ def resolve_sizes(cfg: DreamerConfig) -> dict[str, int]:
     return sizes
 
 
-def spec_from_config(cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int) -> WorldModelSpec:
+def spec_from_config(cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int, code_dim: int = 0) -> WorldModelSpec:
+    """`code_dim`: the tokenizer's code width when the model is to be codebook-tied, else 0."""
     return WorldModelSpec(
         tokens_per_step=int(tokens_per_step),
         vocab_size=int(vocab_size),
@@ -108,4 +112,5 @@ def spec_from_config(cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, 
         reward_scale=float(cfg.reward_scale),
         cont_scale=float(cfg.cont_scale),
         predictive_scale=float(cfg.predictive_scale),
+        code_dim=int(code_dim),
     )

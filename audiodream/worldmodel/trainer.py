@@ -15,7 +15,7 @@ from audiodream.config.schema import DreamerConfig
 from audiodream.worldmodel.batch import to_sequence_batch
 from audiodream.worldmodel.model import WorldModel
 from audiodream.worldmodel.rssm import PosteriorSequence, RSSMState
-from audiodream.worldmodel.sizes import WorldModelSpec, spec_from_config
+from audiodream.worldmodel.sizes import WorldModelSpec
 
 CHECKPOINT_FORMAT = 1
 
@@ -53,8 +53,11 @@ class WorldModelTrainer:
         self.step = 0
 
     @classmethod
-    def from_config(cls, cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int, device: str | torch.device = "cpu") -> "WorldModelTrainer":
-        model = WorldModel(spec_from_config(cfg, tokens_per_step, vocab_size, n_actions))
+    def from_config(
+        cls, cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int, device: str | torch.device = "cpu", codebook: Optional[torch.Tensor] = None
+    ) -> "WorldModelTrainer":
+        """`codebook`: the tokenizer's (V, code_dim) code vectors, used when `cfg.codebook_tied`."""
+        model = WorldModel.from_config(cfg, tokens_per_step, vocab_size, n_actions, codebook)
         return cls(model, lr=cfg.lr_model, grad_clip=cfg.grad_clip, device=device)
 
     @property
