@@ -101,9 +101,11 @@ class WorldModel(nn.Module):
         is_first: torch.Tensor,
         state: Optional[RSSMState] = None,
         generator: Optional[torch.Generator] = None,
+        prior_sample_prob: float = 0.0,
     ) -> PosteriorSequence:
-        """Posterior states of a (B, T) sequence; `state` continues from a previous chunk."""
-        return self.rssm.observe(self.encoder(tokens), self.one_hot_actions(actions), is_first, state, generator)
+        """Posterior states of a (B, T) sequence; `state` continues from a previous chunk.
+        `prior_sample_prob`: scheduled sampling in training (RSSM.observe)."""
+        return self.rssm.observe(self.encoder(tokens), self.one_hot_actions(actions), is_first, state, generator, prior_sample_prob)
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         """Normalised token log-probabilities (..., K, V) from features (..., F); usable as logits."""
@@ -149,7 +151,7 @@ class WorldModel(nn.Module):
         `predictive_scale`; `ce_predictive` reports it per token.
         """
         spec = self.spec
-        posterior = self.observe(batch.tokens, batch.actions, batch.is_first, state)
+        posterior = self.observe(batch.tokens, batch.actions, batch.is_first, state, prior_sample_prob=spec.prior_sample_prob)
         features = posterior.features
         token_nll = -self.token_log_prob(features, batch.tokens)  # (B, T, K)
         loss_tokens = token_nll.sum(-1).mean()

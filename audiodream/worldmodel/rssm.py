@@ -108,8 +108,18 @@ class RSSM(nn.Module):
         is_first: torch.Tensor,
         state: Optional[RSSMState] = None,
         generator: Optional[torch.Generator] = None,
+        prior_sample_prob: float = 0.0,
     ) -> PosteriorSequence:
-        """Posterior states of a (B, T) sequence: embeds (B,T,E), one-hot actions (B,T,A), is_first (B,T)."""
+        """Posterior states of a (B, T) sequence: embeds (B,T,E), one-hot actions (B,T,A), is_first (B,T).
+
+        `prior_sample_prob` > 0 (training only, `dreamer.prior_sample_prob`): each step,
+        with that probability, feeds the GRU a sample of the prior instead of the posterior
+        sample (scheduled sampling on the latent), for the whole batch at once so the
+        steps that keep the posterior cost nothing extra. Heads and the KL still see the
+        posterior; what changes is the state the next steps are built on. Imagination feeds the GRU nothing but prior samples, so a model trained
+        only on posterior inputs need not keep in h what the observations re-supply every
+        step (the voice, the syllables before), and its open-loop predictions drift.
+        """
         batch, steps = is_first.shape
         if state is None:
             state = self.initial_state(batch, embeds.device)
@@ -119,13 +129,17 @@ class RSSM(nn.Module):
         action_part = self.input_from_action(actions * keep)
         embed_part = self.post_from_embed(embeds)
         noise = gumbel_noise((steps, batch, spec.stoch, spec.classes), embeds.device, generator)
+        prior_steps: list[bool] = [False] * steps
+        if prior_sample_prob > 0.0:
+            prior_steps = (torch.rand(steps, generator=generator, device=embeds.device) < prior_sample_prob).tolist()
         hs, zs, post_logits = [], [], []
         for t in range(steps):
             state = RSSMState(state.h * keep[:, t], state.z * keep[:, t])
             h = self._gru_step(state, action_part[:, t])
             logits = self.post_out(self.post_from_h(h) + embed_part[:, t]).unflatten(-1, (spec.stoch, spec.classes))
             z = straight_through_sample(mixed_probs(logits, spec.unimix), noise[t]).to(h.dtype)
-            state = RSSMState(h, z)
+            carried = sample_one_hot(self.prior(h), generator).to(h.dtype) if prior_steps[t] else z
+            state = RSSMState(h, carried)
             hs.append(h)
             zs.append(z)
             post_logits.append(logits)

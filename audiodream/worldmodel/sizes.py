@@ -47,6 +47,7 @@ class WorldModelSpec:
     reward_scale: float = 1.0
     cont_scale: float = 1.0
     predictive_scale: float = 1.0
+    prior_sample_prob: float = 0.0  # scheduled sampling of the GRU's latent input in training (rssm.py)
     code_dim: int = 0  # > 0: token encoder and decoders tied to the tokenizer's (V, code_dim) codebook (networks.py)
 
     def __post_init__(self) -> None:
@@ -62,6 +63,8 @@ class WorldModelSpec:
             raise ValueError(f"dreamer.free_nats: must be >= 0, got {self.free_nats}")
         if not isinstance(self.code_dim, int) or self.code_dim < 0:
             raise ValueError(f"world model spec: code_dim must be an integer >= 0, got {self.code_dim!r}")
+        if not 0.0 <= self.prior_sample_prob < 1.0:
+            raise ValueError(f"dreamer.prior_sample_prob: must lie in [0, 1), got {self.prior_sample_prob}")
         if self.predictive_scale < 0.0:
             raise ValueError(f"dreamer.predictive_scale: must be >= 0, got {self.predictive_scale}")
 
@@ -112,5 +115,6 @@ def spec_from_config(cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, 
         reward_scale=float(cfg.reward_scale),
         cont_scale=float(cfg.cont_scale),
         predictive_scale=float(cfg.predictive_scale),
+        prior_sample_prob=float(cfg.prior_sample_prob),
         code_dim=int(code_dim),
     )
