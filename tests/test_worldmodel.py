@@ -22,6 +22,7 @@ from audiodream.worldmodel import (
     fit_baselines,
     spec_from_config,
 )
+from audiodream.worldmodel.batch import to_sequence_batch
 from audiodream.worldmodel.distributions import categorical_kl
 from audiodream.worldmodel.losses import transition_reward_loss
 from audiodream.worldmodel.toy_source import ToySequenceSampler, ToyTokenSource
@@ -302,3 +303,28 @@ def test_imagined_rewards_are_the_reward_of_the_action_taken_in_the_previous_sta
     table = model.predict_action_rewards(traj.features[:, :-1])  # (6, 4, A)
     assert torch.allclose(traj.rewards[:, 1:], table.gather(-1, schedule.unsqueeze(-1)).squeeze(-1))
     assert torch.all(traj.rewards[:, 0] == 0)
+
+
+def test_scheduled_sampling_feeds_the_gru_prior_samples_in_training_only() -> None:
+    """dreamer.prior_sample_prob: a step fed from the prior passes nothing of its observation
+    on to later states; the heads still see the posterior, and observe() outside training
+    (eval, acting) never samples the prior."""
+    model = WorldModel(tiny_spec(prior_sample_prob=0.99)).eval()
+    batch = random_batch(2, 4)
+    other_tokens = torch.randint(0, V, batch["tokens"].shape)
+    assert bool((torch.rand(4, generator=torch.Generator().manual_seed(1)) < 0.99).all())  # seed 1 feeds every step from the prior
+
+    def observe(tokens: torch.Tensor, prob: float):
+        return model.observe(tokens, batch["actions"], batch["is_first"], generator=torch.Generator().manual_seed(1), prior_sample_prob=prob)
+
+    scheduled, scheduled_other = observe(batch["tokens"], 0.99), observe(other_tokens, 0.99)
+    assert torch.equal(scheduled.h, scheduled_other.h)  # later states never saw an observation
+    assert not torch.allclose(scheduled.post_log_probs, scheduled_other.post_log_probs)  # the posterior did
+    plain, plain_other = observe(batch["tokens"], 0.0), observe(other_tokens, 0.0)
+    assert not torch.allclose(plain.h[:, 1:], plain_other.h[:, 1:])
+    default = model.observe(batch["tokens"], batch["actions"], batch["is_first"], generator=torch.Generator().manual_seed(1))
+    assert torch.equal(default.h, plain.h)  # the spec's probability applies in loss() only
+    with pytest.raises(ValueError, match="dreamer.prior_sample_prob"):
+        tiny_spec(prior_sample_prob=1.0)
+    loss, metrics, _ = model.loss(to_sequence_batch(batch, model.spec, "cpu"))
+    assert torch.isfinite(loss) and metrics["loss_kl"] > 0
