@@ -3,7 +3,8 @@
     python bench/worldmodel.py --out bench/out/worldmodel.json [--toy-train-s 360]
 
 Writes JSON: `updates_per_s` and `tokens_per_s` (tokens consumed by the learner:
-updates/s x B x T x K) for the `default` preset on CPU at B=16, T=64; `cuda_large`
+updates/s x B x T x K) for the `default` preset on CPU at B=16, T=64; `listen_options`
+with the same for the world-model options the listen_* configs turn on; `cuda_large`
 with the same for the `large` preset when CUDA is present; RLlib's torch DreamerV3
 learner update on a comparable problem (`rllib_dreamerv3_updates_per_s`, or
 `rllib_dreamerv3_error` with the reason it could not be measured); and, with
@@ -44,10 +45,17 @@ def toy_data(seed: int) -> tuple[ToyTokenSource, list[dict[str, np.ndarray]], li
     return source, source.episodes(600, 16, 40, seed=seed + 1), source.episodes(64, 24, 40, seed=seed + 2)
 
 
-def measure_throughput(preset: str, device: str, batch_size: int, seq_len: int, updates: int, warmup: int) -> dict[str, Any]:
+# The world-model options the listen_* configs turn on (README "World model"): same sizes.
+LISTEN_OPTIONS: dict[str, Any] = {"codebook_tied": True, "prior_sample_prob": 0.3}
+
+
+def measure_throughput(preset: str, device: str, batch_size: int, seq_len: int, updates: int, warmup: int, **options: Any) -> dict[str, Any]:
+    """Updates/s of one world-model trainer; `options`: extra DreamerConfig keys (a codebook-tied
+    model gets a random unit codebook of the tokenizer's default shape)."""
     _, train, _ = toy_data(0)
     sampler = ToySequenceSampler(train, seed=0)
-    trainer = WorldModelTrainer.from_config(DreamerConfig(preset=preset), K, V, N_ACTIONS, device=device)
+    codebook = torch.nn.functional.normalize(torch.randn(V, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+    trainer = WorldModelTrainer.from_config(DreamerConfig(preset=preset, **options), K, V, N_ACTIONS, device=device, codebook=codebook)
     batches = [sampler.sample(batch_size, seq_len) for _ in range(4)]
     for i in range(warmup):
         trainer.train_step(batches[i % len(batches)])
@@ -70,6 +78,7 @@ def measure_throughput(preset: str, device: str, batch_size: int, seq_len: int, 
         "seq_len": seq_len,
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "timed_updates": updates,
+        "options": options,
         "load_avg_1m": load_avg(),
     }
 
@@ -173,6 +182,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     result: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     result.update(measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup))
+    result["listen_options"] = measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **LISTEN_OPTIONS)
     if torch.cuda.is_available():
         result["cuda_large"] = measure_throughput("large", "cuda", args.batch_size, args.seq_len, args.updates, args.warmup)
     if not args.skip_rllib:
