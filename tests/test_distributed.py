@@ -300,7 +300,7 @@ def test_a_killed_worker_is_restarted_and_a_rerun_resumes_where_it_stopped(finis
     run_dir = tmp_path / "run"
     shutil.copytree(finished_dir, run_dir)
     before = json.loads((run_dir / "dreamer" / "summary.json").read_text())
-    longer = tiny_config(run_dir, "dreamer.train_steps=40")
+    longer = tiny_config(run_dir, "dreamer.codebook_tied=true", "dreamer.train_steps=40")  # the finished stage's config, longer
     killed = []
 
     def kill_a_worker(row, run):
