@@ -134,5 +134,7 @@ def test_config_switch_decides_whether_the_codebook_is_used() -> None:
     assert untied.spec.code_dim == 0 and not hasattr(untied.encoder, "codebook")
     with pytest.raises(ValueError, match="dreamer.codebook_tied"):
         DreamerTrainers(DreamerConfig(codebook_tied=True, actor_critic=False), K, 37, A, "cpu")
+    with pytest.raises(ValueError, match="dreamer.codebook_tied"):  # not silently untied on the direct path either
+        WorldModel.from_config(DreamerConfig(codebook_tied=True, deter=16, hidden=16, embed=16), K, 37, A)
     with pytest.raises(ValueError, match=r"codebook: expected shape \(37, 4\)"):
         WorldModel(tied_spec(37), unit_codes(36))

@@ -25,8 +25,6 @@ class DreamerTrainers:
         self, cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int, device: torch.device | str, codebook: Optional[torch.Tensor] = None
     ) -> None:
         """`codebook`: the tokenizer's (V, code_dim) code vectors (needed when `cfg.codebook_tied`)."""
-        if cfg.codebook_tied and codebook is None:
-            raise ValueError("dreamer.codebook_tied: the world model needs the tokenizer's codebook, none was given")
         self.world_model = WorldModelTrainer.from_config(cfg, tokens_per_step, vocab_size, n_actions, device, codebook)
         self.actor_critic: Optional[ActorCriticTrainer] = None
         if cfg.actor_critic:

@@ -82,7 +82,9 @@ class WorldModel(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, n_actions: int, codebook: Optional[torch.Tensor] = None) -> "WorldModel":
-        """Codebook-tied when `cfg.codebook_tied` and the tokenizer's `codebook` (V, code_dim) is given."""
+        """Codebook-tied when `cfg.codebook_tied`, which needs the tokenizer's `codebook` (V, code_dim)."""
+        if cfg.codebook_tied and codebook is None:
+            raise ValueError("dreamer.codebook_tied: the world model needs the tokenizer's codebook, none was given")
         tied = codebook if cfg.codebook_tied else None
         spec = spec_from_config(cfg, tokens_per_step, vocab_size, n_actions, code_dim=0 if tied is None else int(tied.shape[-1]))
         return cls(spec, tied)
