@@ -31,7 +31,7 @@ from audiodream.dreamer.checkpoint import save_checkpoint, resume_fingerprint
 from audiodream.dreamer.trainers import DreamerTrainers
 from audiodream.evaluation import completion_scores, eval_stage, load_trained_run, play_episodes, replay_episodes
 from audiodream.evaluation.completion import exact_sample_references
-from audiodream.evaluation.imagination import behaviour_policy, dream_trajectory
+from audiodream.evaluation.imagination import behaviour_policy, dream_trajectory, observe_prompt, prompt_states
 from audiodream.evaluation.returns import gap_closed
 from audiodream.evaluation.trained_run import MissingStageOutput
 from audiodream.tokenizer.model import Tokenizer
@@ -152,7 +152,8 @@ def test_eval_writes_ce_by_horizon_and_baselines_for_every_horizon(listen_run) -
     assert metrics["ce_by_horizon"]["1"] < 2 * math.log(64)
     assert metrics["return_mean"] == 0.0 and metrics["return_episodes"] == cfg.eval.episodes  # Listen-v0: one action, reward 0
     assert metrics["return_policy"].startswith("random")
-    for key in ("completion_accuracy", "completion_tv_distance", "completion_tv_floor", "classifier_accuracy_real"):
+    for key in ("completion_accuracy", "completion_tv_distance", "completion_tv_floor", "classifier_accuracy_real",
+                "completion_outside_support", "completion_posterior_decode_accuracy"):
         assert _finite(metrics[key]) and 0.0 <= metrics[key] <= 1.0, key
     assert metrics["completion_prompts"] == 3 and metrics["completion_samples"] == 8
     assert "test-split utterances" in metrics["completion_source"]
@@ -234,6 +235,9 @@ def test_completion_scores_on_a_hand_made_histogram() -> None:
     assert scores.per_prompt_tv == pytest.approx([0.2, 0.4, 0.1])
     assert scores.tv_distance == pytest.approx(0.7 / 3)
     assert scores.histograms[0, :2] == pytest.approx([0.6, 0.4])
+    assert scores.outside_support == 0.0  # every imagined syllable above is one p allows
+    elsewhere = completion_scores(np.array([[0] * 7 + [5] * 3, [9] * 10, [0] * 10]), true_next)
+    assert elsewhere.outside_support == pytest.approx((0.3 + 1.0 + 0.0) / 3)  # 5 and 9 are never next there
     with pytest.raises(ValueError, match="must lie in"):
         completion_scores(np.array([[24]]), true_next[:1])
 
@@ -287,6 +291,22 @@ def test_play_episodes_gives_exactly_n_whole_episodes(complete_run) -> None:
 
 
 # ----------------------------------------------------------------------- models and errors
+
+
+def test_prompt_states_are_the_posterior_of_each_prompt_step(listen_run) -> None:
+    """posterior_decode_accuracy decodes these; the last is where completion imagines from."""
+    cfg, run_dir, _ = listen_run
+    model = load_trained_run(cfg, run_dir).world_model
+    policy = behaviour_policy(None, model)
+    tokens = torch.randint(0, model.spec.vocab_size, (2, 5, model.spec.tokens_per_step))
+    states = list(prompt_states(model, tokens, policy, torch.Generator().manual_seed(4)))
+    last = observe_prompt(model, tokens, policy, torch.Generator().manual_seed(4))
+    assert len(states) == 5 and torch.equal(states[-1].h, last.h) and torch.equal(states[-1].z, last.z)
+    whole = model.observe(tokens, torch.zeros(2, 5, dtype=torch.long), torch.arange(5).expand(2, 5) == 0)
+    assert torch.allclose(states[0].h, whole.h[:, 0], atol=1e-6)  # from an episode start (later steps differ by the latent samples)
+    assert torch.allclose(states[0].z.view(2, -1, model.spec.classes).sum(-1), torch.ones(2, model.spec.stoch))  # one-hot posterior samples
+    with pytest.raises(ValueError, match="tokens must have shape"):
+        observe_prompt(model, tokens[0], policy)
 
 
 def test_unconditional_dream_starts_like_an_observed_episode(listen_run) -> None:

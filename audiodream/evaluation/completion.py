@@ -15,6 +15,18 @@ Protocol (`completion_prompts.py` says where prompts come from):
                             as 1/#tied if p's choice is among them: random tie-breaking,
                             in expectation)
     completion_tv_distance  total variation 0.5 * sum |q - p|
+* Where the misses come from, from the same prompts:
+    completion_outside_support          q's mass on syllables p gives probability 0 (a
+                                        syllable the grammar never says next)
+    completion_posterior_decode_accuracy share of the prompts' own steps the classifier
+                                        names right when the model decodes them from its
+                                        posterior (it has heard them): how well the model
+                                        renders a syllable it knows, the ceiling of what it
+                                        renders for one it imagines
+  Measured on the listen_synthetic model (seed 0, 64 prompts): the 16 prompts with TV > 0.6
+  imagine mostly the right vowel with a wrong consonant (their most frequent imagined
+  syllable shares the consonant of p's mode in 0.25 of them, the vowel in 0.88), and their
+  voices' heard steps decode right 0.76 of the time, against 0.90 for the other prompts.
 * References for reading those numbers, from the same prompts:
     completion_tv_floor                 the TV that S exact draws from p score (sampling
                                         noise alone: a perfect model scores about this)
@@ -34,7 +46,7 @@ import torch
 from tqdm import tqdm
 
 from audiodream.data.synthetic.classifier import SyllableClassifier
-from audiodream.evaluation.imagination import imagine_tokens, observe_prompt
+from audiodream.evaluation.imagination import imagine_tokens, observe_prompt, prompt_states
 from audiodream.tokenizer.model import Tokenizer
 from audiodream.worldmodel import Policy, WorldModel
 
@@ -54,6 +66,7 @@ class CompletionScores:
     tv_distance: float
     tv_floor: float
     accuracy_exact_samples: float
+    outside_support: float
     histograms: np.ndarray  # (P, n_syllables) imagined next-syllable frequencies
     per_prompt_tv: list[float] = field(default_factory=list)
 
@@ -63,6 +76,7 @@ class CompletionScores:
             "completion_tv_distance": self.tv_distance,
             "completion_tv_floor": self.tv_floor,
             "completion_accuracy_exact_samples": self.accuracy_exact_samples,
+            "completion_outside_support": self.outside_support,
         }
 
 
@@ -104,6 +118,7 @@ def completion_scores(predicted: np.ndarray, true_next: np.ndarray, seed: int = 
         tv_distance=float(tv.mean()),
         tv_floor=floor_tv,
         accuracy_exact_samples=floor_acc,
+        outside_support=float((histograms * (true_next <= 0)).sum(axis=1).mean()),
         histograms=histograms,
         per_prompt_tv=[float(v) for v in tv],
     )
@@ -143,3 +158,24 @@ def imagine_next_syllables(
         mel = tokenizer.decode(imagined.cpu()).cpu().numpy()  # (S, n_mels, chunk_frames)
         out[i] = classifier.predict(mel)
     return out
+
+
+@torch.no_grad()
+def posterior_decode_accuracy(
+    model: WorldModel,
+    tokenizer: Tokenizer,
+    classifier: SyllableClassifier,
+    prompts: Sequence[CompletionPrompt],
+    policy: Policy,
+    generator: Optional[torch.Generator] = None,
+) -> float:
+    """Share of all prompt steps whose syllable the classifier names right after the model
+    decodes the step from its posterior (tokens sampled at temperature 1, as imagined ones are)."""
+    hits = []
+    for prompt in prompts:
+        tokens = torch.as_tensor(prompt.tokens, dtype=torch.long)[None]
+        features = torch.cat([state.features for state in prompt_states(model, tokens, policy, generator)])  # (L, F)
+        decoded = model.sample_tokens(features, 1.0, generator)  # (L, K)
+        mel = tokenizer.decode(decoded[:, None].cpu()).cpu().numpy()  # (L, n_mels, chunk_frames)
+        hits.append(classifier.predict(mel) == np.asarray(prompt.context))
+    return float(np.concatenate(hits).mean()) if hits else float("nan")

@@ -12,7 +12,7 @@ at the first step of an episode the model sees no previous state and no action.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -31,14 +31,14 @@ def behaviour_policy(actor: Optional[Actor], world_model: WorldModel) -> Policy:
 
 
 @torch.no_grad()
-def observe_prompt(model: WorldModel, tokens: torch.Tensor, policy: Policy, generator: Optional[torch.Generator] = None) -> RSSMState:
-    """Posterior state after observing (N, L, K) prompt tokens from an episode start.
+def prompt_states(model: WorldModel, tokens: torch.Tensor, policy: Policy, generator: Optional[torch.Generator] = None) -> Iterator[RSSMState]:
+    """Posterior state after each step of (N, L, K) prompt tokens observed from an episode start.
 
     Step by step, so each action fed to the model is the one `policy` picks in the state
-    before it, as in the env; returns the state after the last prompt step.
+    before it, as in the env.
     """
     if tokens.dim() != 3 or tokens.shape[1] < 1:
-        raise ValueError(f"observe_prompt: tokens must have shape (N, L >= 1, K), got {tuple(tokens.shape)}")
+        raise ValueError(f"prompt tokens must have shape (N, L >= 1, K), got {tuple(tokens.shape)}")
     n, steps = tokens.shape[:2]
     device = model.device
     tokens = tokens.to(device)
@@ -47,8 +47,17 @@ def observe_prompt(model: WorldModel, tokens: torch.Tensor, policy: Policy, gene
     for t in range(steps):
         is_first = torch.full((n, 1), t == 0, dtype=torch.bool, device=device)
         state = model.observe(tokens[:, t : t + 1], actions[:, None], is_first, state, generator).last_state
+        yield state
         if t + 1 < steps:
             actions = policy(state.features, generator).long()
+
+
+@torch.no_grad()
+def observe_prompt(model: WorldModel, tokens: torch.Tensor, policy: Policy, generator: Optional[torch.Generator] = None) -> RSSMState:
+    """Posterior state after observing (N, L, K) prompt tokens from an episode start (`prompt_states`)."""
+    state: Optional[RSSMState] = None
+    for state in prompt_states(model, tokens, policy, generator):
+        pass
     assert state is not None
     return state
 

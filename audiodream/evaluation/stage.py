@@ -11,7 +11,8 @@ metrics.json:
     steps_by_horizon, context_steps, n_samples,
     ce_test_episodes, ce_baseline_fit                 open_loop.py
     completion_accuracy, completion_tv_distance, completion_tv_floor,
-    completion_accuracy_exact_samples, completion_prompts, completion_samples,
+    completion_accuracy_exact_samples, completion_outside_support,
+    completion_posterior_decode_accuracy, completion_prompts, completion_samples,
     completion_source, classifier_accuracy_real,
     classifier_accuracy_reconstructed                 completion.py, completion_prompts.py
     return_mean, return_std, return_episodes, return_policy, return_split,
@@ -37,7 +38,7 @@ import torch
 from audiodream.agent import RandomPolicy
 from audiodream.config.schema import Config, EvalConfig
 from audiodream.data.synthetic.classifier import SyllableClassifier
-from audiodream.evaluation.completion import completion_scores, imagine_next_syllables
+from audiodream.evaluation.completion import completion_scores, imagine_next_syllables, posterior_decode_accuracy
 from audiodream.evaluation.completion_prompts import CompletionSetup, completion_setup
 from audiodream.evaluation.dreams import corpus_utterances, training_statistics, write_continuations, write_dreams
 from audiodream.evaluation.imagination import behaviour_policy
@@ -153,9 +154,11 @@ def _completion(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: E
     )
     true_next = np.stack([p.true_next for p in setup.prompts])
     scores = completion_scores(predicted, true_next, seed)
+    heard = posterior_decode_accuracy(run.world_model, run.tokenizer, classifier, setup.prompts, policy, generator)
     plot_completion_histograms(scores.histograms, true_next, [p.context for p in setup.prompts], paths.plots / "completion.png")
     return {
         **scores.metrics(),
+        "completion_posterior_decode_accuracy": heard,
         "completion_prompts": len(setup.prompts),
         "completion_samples": ecfg.completion_samples,
         "completion_prompt_steps_mean": float(np.mean([len(p.context) for p in setup.prompts])),
