@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from audiodream.config.schema import DreamerConfig  # noqa: E402
+from audiodream.config.schema import DreamerConfig, TokenizerConfig  # noqa: E402
 from audiodream.worldmodel import WorldModelTrainer, evaluate_world_model  # noqa: E402
 from audiodream.worldmodel.toy_source import ToySequenceSampler, ToyTokenSource, oracle_ce  # noqa: E402
 
@@ -54,7 +54,8 @@ def measure_throughput(preset: str, device: str, batch_size: int, seq_len: int, 
     model gets a random unit codebook of the tokenizer's default shape)."""
     _, train, _ = toy_data(0)
     sampler = ToySequenceSampler(train, seed=0)
-    codebook = torch.nn.functional.normalize(torch.randn(V, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+    code_dim = TokenizerConfig().code_dim
+    codebook = torch.nn.functional.normalize(torch.randn(V, code_dim, generator=torch.Generator().manual_seed(0)), dim=-1)
     trainer = WorldModelTrainer.from_config(DreamerConfig(preset=preset, **options), K, V, N_ACTIONS, device=device, codebook=codebook)
     batches = [sampler.sample(batch_size, seq_len) for _ in range(4)]
     for i in range(warmup):

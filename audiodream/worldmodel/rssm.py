@@ -116,9 +116,10 @@ class RSSM(nn.Module):
         with that probability, feeds the GRU a sample of the prior instead of the posterior
         sample (scheduled sampling on the latent), for the whole batch at once so the
         steps that keep the posterior cost nothing extra. Heads and the KL still see the
-        posterior; what changes is the state the next steps are built on. Imagination feeds the GRU nothing but prior samples, so a model trained
-        only on posterior inputs need not keep in h what the observations re-supply every
-        step (the voice, the syllables before), and its open-loop predictions drift.
+        posterior; what changes is the state the next steps are built on. Imagination
+        feeds the GRU nothing but prior samples, so a model trained only on posterior
+        inputs need not keep in h what the observations re-supply every step (the voice,
+        the syllables before), and its open-loop predictions drift.
         """
         batch, steps = is_first.shape
         if state is None:
