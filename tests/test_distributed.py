@@ -33,7 +33,7 @@ from audiodream.distributed.replay_store import ReplayStoreMismatch
 from audiodream.dreamer.checkpoint import load_checkpoint
 from audiodream.dreamer.parts import AudioDreamerParts
 from audiodream.dreamer.rows import REQUIRED_KEYS
-from audiodream.dreamer.run import DreamerRun
+from audiodream.dreamer.run import DreamerRun, validate
 from audiodream.dreamer.stage import dreamer_stage
 from audiodream.errors import MissingStageOutput
 from audiodream.tokenizer.model import Tokenizer
@@ -318,6 +318,26 @@ def test_a_killed_worker_is_restarted_and_a_rerun_resumes_where_it_stopped(finis
     assert rows[3]["env_steps"] >= before["env_steps"]
     times = [r["time_s"] for r in rows]
     assert times == sorted(times) and rows[3]["time_s"] > rows[2]["time_s"]  # the clock carries on across the resume
+
+
+def test_a_spent_time_budget_ends_training_before_train_steps(finished_stage, tmp_path):
+    """Resume the finished run with more updates to do but a budget its clock has already spent."""
+    cfg, finished_dir, _ = finished_stage
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_dir, run_dir)
+    assert json.loads((run_dir / "dreamer" / "summary.json").read_text())["stopped_by"] == "train_steps"
+    spent = read_rows(run_dir)[-1]["time_s"]
+    budget = tiny_config(run_dir, "dreamer.codebook_tied=true", "dreamer.train_steps=40", f"dreamer.train_seconds={spent}")
+    summary = DreamerRun(budget, run_dir, Tracker.disabled(), AudioDreamerParts.from_run(budget, run_dir)).run()
+    assert summary.step == 12 and summary.resumed_from_step == 12 and summary.stopped_by == "train_seconds"
+    assert [r["step"] for r in read_rows(run_dir)] == [4, 8, 12]
+    assert json.loads((run_dir / "dreamer" / "summary.json").read_text())["stopped_by"] == "train_seconds"
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "true", "soon"])
+def test_a_bad_time_budget_names_its_key(bad, tmp_path):
+    with pytest.raises(ValueError, match="dreamer.train_seconds"):
+        validate(tiny_config(tmp_path, f"dreamer.train_seconds={bad}"))
 
 
 def test_a_checkpoint_the_models_cannot_load_is_set_aside_not_crashed_on(finished_stage, tmp_path):

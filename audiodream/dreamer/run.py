@@ -66,6 +66,7 @@ class RunSummary:
     worker_restarts: int
     rows: int
     seconds: float
+    stopped_by: str  # "train_steps", or "train_seconds" when the time budget ended training first
 
 
 def validate(cfg: Config) -> None:
@@ -85,6 +86,8 @@ def validate(cfg: Config) -> None:
     bad = [key for key, ok in checks.items() if not ok]
     if bad:
         raise ValueError(f"config key '{bad[0]}': out of range ({getattr(getattr(cfg, bad[0].split('.')[0]), bad[0].split('.')[1])!r})")
+    if d.train_seconds is not None and (isinstance(d.train_seconds, bool) or not isinstance(d.train_seconds, (int, float)) or d.train_seconds <= 0):
+        raise ValueError(f"config key 'dreamer.train_seconds': expected null or a number of seconds > 0, got {d.train_seconds!r}")
     if d.replay_capacity < d.seq_len:
         raise ValueError(f"config key 'dreamer.replay_capacity': {d.replay_capacity} cannot hold one sequence of dreamer.seq_len={d.seq_len}")
 
@@ -125,6 +128,7 @@ class DreamerRun:
         # rows' time_s: seconds of training since the cluster was up, continued across resumes
         self._clock_start = time.perf_counter()
         self._time_offset = 0.0
+        self._stopped_by = "train_steps"
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -224,6 +228,8 @@ class DreamerRun:
         last_row_step, last_row_time = self.step, time.perf_counter()
         try:
             while self.step < total:
+                if self._time_budget_spent():
+                    break
                 n = min(total - self.step, cfg.log_every - self.step % cfg.log_every, cfg.checkpoint_every - self.step % cfg.checkpoint_every)
                 self._pending_train = self.learner.train.remote(n)
                 result = self._wait_for_train(bar)
@@ -239,6 +245,21 @@ class DreamerRun:
                     self._checkpoint()
         finally:
             bar.close()
+
+    def _time_s(self) -> float:
+        """Seconds of training since the cluster was up, carried across resumes (rows' time_s)."""
+        return self._time_offset + time.perf_counter() - self._clock_start
+
+    def _time_budget_spent(self) -> bool:
+        budget = self.cfg.dreamer.train_seconds
+        if budget is None or self._time_s() < budget:
+            return False
+        self._stopped_by = "train_seconds"
+        log.warning(
+            "dreamer: the time budget dreamer.train_seconds=%g is spent (time_s %.1f): training stops at update %d of dreamer.train_steps=%d",
+            budget, self._time_s(), self.step, self.cfg.dreamer.train_steps,
+        )
+        return True
 
     def _wait_for_train(self, bar: Any) -> dict[str, float]:
         while True:
@@ -275,7 +296,7 @@ class DreamerRun:
         drained = ray.get(self.coordinator.drain.remote())
         stats = ray.get(self.replay.stats.remote())
         row = build_row(self.step, result, drained, stats, updates_since, seconds_since)
-        row["time_s"] = self._time_offset + time.perf_counter() - self._clock_start
+        row["time_s"] = self._time_s()
         self.metrics.write(row)
         self._rows += 1
         if self.on_row is not None:
@@ -320,7 +341,7 @@ class DreamerRun:
         return RunSummary(
             step=self.step, env_steps=int(stats["env_steps"]), replay_steps=int(stats["replay_steps"]),
             replay_bytes_per_step=int(stats["bytes_per_step"]), resumed_from_step=resumed_from,
-            worker_restarts=int(sum(restarts.values())), rows=self._rows, seconds=seconds,
+            worker_restarts=int(sum(restarts.values())), rows=self._rows, seconds=seconds, stopped_by=self._stopped_by,
         )
 
     def _write_summary(self, summary: RunSummary) -> None:
