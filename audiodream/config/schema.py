@@ -111,7 +111,8 @@ class DreamerConfig:
     preset: str = "default"
     train_steps: int = 3000
     # Wall-clock budget of training (metrics' time_s, actor start-up included, carried across
-    # resumes): stop at the first log boundary past it even before train_steps. None: no budget.
+    # resumes): stop at the first log or checkpoint boundary past it, even before train_steps.
+    # None: no budget.
     train_seconds: Optional[float] = None
     batch_size: int = 16
     seq_len: int = 32
