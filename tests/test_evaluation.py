@@ -153,7 +153,8 @@ def test_eval_writes_ce_by_horizon_and_baselines_for_every_horizon(listen_run) -
     assert metrics["return_mean"] == 0.0 and metrics["return_episodes"] == cfg.eval.episodes  # Listen-v0: one action, reward 0
     assert metrics["return_policy"].startswith("random")
     for key in ("completion_accuracy", "completion_tv_distance", "completion_tv_floor", "classifier_accuracy_real",
-                "completion_outside_support", "completion_posterior_decode_accuracy"):
+                "completion_outside_support", "completion_posterior_decode_accuracy",
+                "completion_mode_mass", "completion_rest_of_support_mass"):
         assert _finite(metrics[key]) and 0.0 <= metrics[key] <= 1.0, key
     assert metrics["completion_prompts"] == 3 and metrics["completion_samples"] == 8
     assert "test-split utterances" in metrics["completion_source"]
@@ -238,6 +239,12 @@ def test_completion_scores_on_a_hand_made_histogram() -> None:
     assert scores.outside_support == 0.0  # every imagined syllable above is one p allows
     elsewhere = completion_scores(np.array([[0] * 7 + [5] * 3, [9] * 10, [0] * 10]), true_next)
     assert elsewhere.outside_support == pytest.approx((0.3 + 1.0 + 0.0) / 3)  # 5 and 9 are never next there
+    # p's modes are 0, 2, 0 (0.7, 0.7, 0.6); q puts 0.7, 0, 1.0 there and 0, 0, 0 on the rest of p's support
+    assert elsewhere.mode_mass == pytest.approx((0.7 + 0.0 + 1.0) / 3)
+    assert elsewhere.mode_mass_true == pytest.approx((0.7 + 0.7 + 0.6) / 3)
+    assert elsewhere.rest_of_support_mass == pytest.approx(0.0)
+    assert elsewhere.rest_of_support_mass_true == pytest.approx((0.3 + 0.3 + 0.4) / 3)
+    assert scores.rest_of_support_mass == pytest.approx((0.4 + 0.7 + 0.5) / 3)  # q on 1 | on 1 | on 3
     with pytest.raises(ValueError, match="must lie in"):
         completion_scores(np.array([[24]]), true_next[:1])
 

@@ -23,6 +23,13 @@ Protocol (`completion_prompts.py` says where prompts come from):
                                         posterior (it has heard them): how well the model
                                         renders a syllable it knows, the ceiling of what it
                                         renders for one it imagines
+    completion_mode_mass                q's mass on p's most likely syllable, beside
+                                        completion_mode_mass_true (p's)
+    completion_rest_of_support_mass     q's mass on the other syllables p allows, beside
+                                        completion_rest_of_support_mass_true: on the corpus
+                                        grammar, the mode is the period-2 repeat and the rest
+                                        its bigram successors, so the two say which branch of
+                                        the grammar the model has learnt
   Measured on the listen_synthetic model (seed 0, 64 prompts): the 16 prompts with TV > 0.6
   imagine mostly the right vowel with a wrong consonant (their most frequent imagined
   syllable shares the consonant of p's mode in 0.25 of them, the vowel in 0.88), and their
@@ -67,6 +74,10 @@ class CompletionScores:
     tv_floor: float
     accuracy_exact_samples: float
     outside_support: float
+    mode_mass: float
+    mode_mass_true: float
+    rest_of_support_mass: float
+    rest_of_support_mass_true: float
     histograms: np.ndarray  # (P, n_syllables) imagined next-syllable frequencies
     per_prompt_tv: list[float] = field(default_factory=list)
 
@@ -77,6 +88,10 @@ class CompletionScores:
             "completion_tv_floor": self.tv_floor,
             "completion_accuracy_exact_samples": self.accuracy_exact_samples,
             "completion_outside_support": self.outside_support,
+            "completion_mode_mass": self.mode_mass,
+            "completion_mode_mass_true": self.mode_mass_true,
+            "completion_rest_of_support_mass": self.rest_of_support_mass,
+            "completion_rest_of_support_mass_true": self.rest_of_support_mass_true,
         }
 
 
@@ -113,12 +128,19 @@ def completion_scores(predicted: np.ndarray, true_next: np.ndarray, seed: int = 
     histograms = syllable_histograms(predicted, true_next.shape[1])
     tv = total_variation(histograms, true_next)
     floor_tv, floor_acc = exact_sample_references(true_next, np.asarray(predicted).shape[1], seed)
+    rows = np.arange(len(true_next))
+    mode = true_next.argmax(axis=1)
+    support = true_next > 0
     return CompletionScores(
         accuracy=float(top_choice_agreement(histograms, true_next).mean()),
         tv_distance=float(tv.mean()),
         tv_floor=floor_tv,
         accuracy_exact_samples=floor_acc,
-        outside_support=float((histograms * (true_next <= 0)).sum(axis=1).mean()),
+        outside_support=float((histograms * ~support).sum(axis=1).mean()),
+        mode_mass=float(histograms[rows, mode].mean()),
+        mode_mass_true=float(true_next[rows, mode].mean()),
+        rest_of_support_mass=float(((histograms * support).sum(axis=1) - histograms[rows, mode]).mean()),
+        rest_of_support_mass_true=float((1.0 - true_next[rows, mode]).mean()),
         histograms=histograms,
         per_prompt_tv=[float(v) for v in tv],
     )

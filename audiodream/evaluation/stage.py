@@ -12,6 +12,7 @@ metrics.json:
     ce_test_episodes, ce_baseline_fit                 open_loop.py
     completion_accuracy, completion_tv_distance, completion_tv_floor,
     completion_accuracy_exact_samples, completion_outside_support,
+    completion_mode_mass(_true), completion_rest_of_support_mass(_true),
     completion_posterior_decode_accuracy, completion_prompts, completion_samples,
     completion_source, classifier_accuracy_real,
     classifier_accuracy_reconstructed                 completion.py, completion_prompts.py
