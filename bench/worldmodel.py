@@ -4,7 +4,8 @@
 
 Writes JSON: `updates_per_s` and `tokens_per_s` (tokens consumed by the learner:
 updates/s x B x T x K) for the `default` preset on CPU at B=16, T=64; `listen_options`
-with the same for the world-model options the listen_* configs turn on; `cuda_large`
+with the same for the world-model options the listen_* configs turn on, and
+`listen_options_mixture_prior` for those with an 8-component mixture prior; `cuda_large`
 with the same for the `large` preset when CUDA is present; RLlib's torch DreamerV3
 learner update on a comparable problem (`rllib_dreamerv3_updates_per_s`, or
 `rllib_dreamerv3_error` with the reason it could not be measured); and, with
@@ -47,6 +48,8 @@ def toy_data(seed: int) -> tuple[ToyTokenSource, list[dict[str, np.ndarray]], li
 
 # The world-model options the listen_* configs turn on (README "World model"): same sizes.
 LISTEN_OPTIONS: dict[str, Any] = {"codebook_tied": True, "prior_sample_prob": 0.3}
+# The mixture prior (dreamer.prior_components, README "World model") on top of them.
+MIXTURE_PRIOR_COMPONENTS = 8
 
 
 def measure_throughput(preset: str, device: str, batch_size: int, seq_len: int, updates: int, warmup: int, **options: Any) -> dict[str, Any]:
@@ -184,6 +187,9 @@ def main() -> None:
     result: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     result.update(measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup))
     result["listen_options"] = measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **LISTEN_OPTIONS)
+    result["listen_options_mixture_prior"] = measure_throughput(
+        "default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **LISTEN_OPTIONS, prior_components=MIXTURE_PRIOR_COMPONENTS
+    )
     if torch.cuda.is_available():
         result["cuda_large"] = measure_throughput("large", "cuda", args.batch_size, args.seq_len, args.updates, args.warmup)
     if not args.skip_rllib:

@@ -143,6 +143,7 @@ class DreamerConfig:
     predictive_scale: float = 1.0
     codebook_tied: bool = False
     prior_sample_prob: float = 0.0
+    prior_components: int = 1
     imag_horizon: int = 15
     imag_starts: Optional[int] = None
     gamma: float = 0.95

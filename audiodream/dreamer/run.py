@@ -76,6 +76,7 @@ def validate(cfg: Config) -> None:
         "dreamer.train_seconds": d.train_seconds is None or d.train_seconds > 0,  # the loader checks its type
         "dreamer.batch_size": d.batch_size >= 1,
         "dreamer.seq_len": d.seq_len >= 2,
+        "dreamer.prior_components": d.prior_components >= 1,
         "dreamer.log_every": d.log_every >= 1,
         "dreamer.checkpoint_every": d.checkpoint_every >= 1,
         "dreamer.publish_every": d.publish_every >= 1,

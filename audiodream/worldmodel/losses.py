@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Union
+
 import torch
 
-from audiodream.worldmodel.distributions import categorical_kl
+from audiodream.worldmodel.prior import LatentPrior
 
 
-def balanced_kl_loss(post_log_probs: torch.Tensor, prior_log_probs: torch.Tensor, kl_balance: float, free_nats: float) -> torch.Tensor:
+def balanced_kl_loss(post_log_probs: torch.Tensor, prior: Union[torch.Tensor, LatentPrior], kl_balance: float, free_nats: float) -> torch.Tensor:
     """DreamerV2 KL balancing with per-step free nats; returns a (...,) loss per step.
 
     loss = kl_balance * max(KL(sg(post) || prior), free_nats)
@@ -18,9 +20,13 @@ def balanced_kl_loss(post_log_probs: torch.Tensor, prior_log_probs: torch.Tensor
     up instead of the posterior collapsing onto a poor prior. Free nats are applied
     per step, to each term after summing the KL over all latents (as in DreamerV3),
     so a step whose KL is already below `free_nats` contributes no gradient at all.
+    `prior` is factorised log-probs (..., stoch, classes) or a `LatentPrior` (a mixture's
+    KL is its upper bound, prior.py).
     """
-    kl_train_prior = categorical_kl(post_log_probs.detach(), prior_log_probs)
-    kl_train_post = categorical_kl(post_log_probs, prior_log_probs.detach())
+    if isinstance(prior, torch.Tensor):
+        prior = LatentPrior(prior.new_zeros(*prior.shape[:-2], 1), prior.unsqueeze(-3))
+    kl_train_prior = prior.kl_from(post_log_probs.detach())
+    kl_train_post = prior.detach().kl_from(post_log_probs)
     clamped_prior = torch.clamp(kl_train_prior, min=free_nats)
     clamped_post = torch.clamp(kl_train_post, min=free_nats)
     return kl_balance * clamped_prior + (1.0 - kl_balance) * clamped_post

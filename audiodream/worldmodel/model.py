@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from audiodream.config.schema import DreamerConfig
 from audiodream.worldmodel.batch import SequenceBatch
-from audiodream.worldmodel.distributions import categorical_entropy, categorical_kl
+from audiodream.worldmodel.distributions import categorical_entropy
 from audiodream.worldmodel.losses import balanced_kl_loss, transition_reward_loss
 from audiodream.worldmodel.networks import TokenDecoder, TokenEncoder, mlp, sample_tokens
 from audiodream.worldmodel.rssm import RSSM, PosteriorSequence, RSSMState
@@ -162,19 +162,19 @@ class WorldModel(nn.Module):
         action_rewards, cont_logit = self.predict_action_rewards_and_continue_logit(features)
         loss_reward = transition_reward_loss(action_rewards, batch.actions, batch.rewards, batch.is_first)
         loss_cont = F.binary_cross_entropy_with_logits(cont_logit, (~batch.terminals).float())
-        kl_term = balanced_kl_loss(posterior.post_log_probs, posterior.prior_log_probs, spec.kl_balance, spec.free_nats).mean()
+        kl_term = balanced_kl_loss(posterior.post_log_probs, posterior.prior, spec.kl_balance, spec.free_nats).mean()
         total = loss_tokens + spec.predictive_scale * loss_predictive + spec.reward_scale * loss_reward + spec.cont_scale * loss_cont + spec.kl_scale * kl_term
         with torch.no_grad():
             metrics = {
                 "loss_model": total.detach(),
-                "loss_kl": categorical_kl(posterior.post_log_probs, posterior.prior_log_probs).mean(),
+                "loss_kl": posterior.prior.kl_from(posterior.post_log_probs).mean(),
                 "loss_kl_balanced": kl_term.detach(),
                 "loss_tokens": loss_tokens.detach(),
                 "ce_tokens": token_nll.mean(),
                 "ce_predictive": predictive_nll.mean(),
                 "loss_reward": loss_reward.detach(),
                 "loss_cont": loss_cont.detach(),
-                "entropy_prior": categorical_entropy(posterior.prior_log_probs).mean(),
+                "entropy_prior": posterior.prior.entropy_bound().mean(),
                 "entropy_post": categorical_entropy(posterior.post_log_probs).mean(),
             }
         return total, metrics, posterior

@@ -17,8 +17,9 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from audiodream.worldmodel.distributions import gumbel_noise, mix_uniform, mixed_probs, sample_one_hot, straight_through_sample
+from audiodream.worldmodel.distributions import gumbel_noise, mix_uniform, mixed_probs, straight_through_sample
 from audiodream.worldmodel.networks import mlp
+from audiodream.worldmodel.prior import LatentPrior, MixturePriorHead, latent_prior
 from audiodream.worldmodel.sizes import WorldModelSpec
 
 
@@ -52,7 +53,12 @@ class PosteriorSequence:
     h: torch.Tensor  # (B, T, deter)
     z: torch.Tensor  # (B, T, stoch*classes), posterior samples
     post_log_probs: torch.Tensor  # (B, T, stoch, classes), unimix applied
-    prior_log_probs: torch.Tensor  # (B, T, stoch, classes), unimix applied
+    prior: LatentPrior  # p(z_t | h_t) at every (B, T) step, unimix applied
+
+    @property
+    def prior_log_probs(self) -> torch.Tensor:
+        """Each prior latent's marginal (B, T, stoch, classes)."""
+        return self.prior.marginal_log_probs()
 
     @property
     def states(self) -> RSSMState:
@@ -68,6 +74,10 @@ class PosteriorSequence:
         return RSSMState(self.h[:, -1], self.z[:, -1])
 
 
+# Width of each mixture component's correction to the shared prior (prior.MixturePriorHead).
+PRIOR_COMPONENT_RANK = 64
+
+
 class RSSM(nn.Module):
     def __init__(self, spec: WorldModelSpec) -> None:
         super().__init__()
@@ -77,7 +87,10 @@ class RSSM(nn.Module):
         self.input_from_action = nn.Linear(spec.n_actions, spec.hidden, bias=False)
         self.input_out = nn.Sequential(nn.LayerNorm(spec.hidden), nn.ELU())
         self.gru = nn.GRUCell(spec.hidden, spec.deter)
-        self.prior_net = mlp(spec.deter, spec.hidden, spec.stoch_dim)
+        if spec.prior_components == 1:
+            self.prior_net: nn.Module = mlp(spec.deter, spec.hidden, spec.stoch_dim)
+        else:
+            self.prior_net = MixturePriorHead(spec.deter, spec.hidden, spec.stoch, spec.classes, spec.prior_components, PRIOR_COMPONENT_RANK)
         # Posterior MLP on concat(h, embed), split so the embed half runs once per sequence.
         self.post_from_h = nn.Linear(spec.deter, spec.hidden)
         self.post_from_embed = nn.Linear(spec.embed, spec.hidden, bias=False)
@@ -87,9 +100,6 @@ class RSSM(nn.Module):
         spec = self.spec
         return RSSMState(torch.zeros(batch_size, spec.deter, device=device), torch.zeros(batch_size, spec.stoch_dim, device=device))
 
-    def _latent_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        return mix_uniform(logits.unflatten(-1, (self.spec.stoch, self.spec.classes)), self.spec.unimix)
-
     def _gru_step(self, state: RSSMState, action_part: torch.Tensor) -> torch.Tensor:
         return self.gru(self.input_out(self.input_from_z(state.z) + action_part), state.h)
 
@@ -97,9 +107,12 @@ class RSSM(nn.Module):
         """h_t from (h_{t-1}, z_{t-1}) and the one-hot (or relaxed) action a_{t-1}."""
         return self._gru_step(state, self.input_from_action(action.to(state.z.dtype)))
 
-    def prior(self, h: torch.Tensor) -> torch.Tensor:
-        """Prior latent log-probs (..., stoch, classes) from h."""
-        return self._latent_log_probs(self.prior_net(h))
+    def prior(self, h: torch.Tensor) -> LatentPrior:
+        """p(z | h): `dreamer.prior_components` factorised categoricals and their weights (prior.py)."""
+        spec = self.spec
+        if spec.prior_components == 1:
+            return latent_prior(self.prior_net(h).unflatten(-1, (1, spec.stoch, spec.classes)), None, spec.unimix)
+        return latent_prior(*self.prior_net(h), spec.unimix)
 
     def observe(
         self,
@@ -139,7 +152,7 @@ class RSSM(nn.Module):
             h = self._gru_step(state, action_part[:, t])
             logits = self.post_out(self.post_from_h(h) + embed_part[:, t]).unflatten(-1, (spec.stoch, spec.classes))
             z = straight_through_sample(mixed_probs(logits, spec.unimix), noise[t]).to(h.dtype)
-            carried = sample_one_hot(self.prior(h), generator).to(h.dtype) if prior_steps[t] else z
+            carried = self.prior(h).sample(generator).to(h.dtype) if prior_steps[t] else z
             state = RSSMState(h, carried)
             hs.append(h)
             zs.append(z)
@@ -149,11 +162,11 @@ class RSSM(nn.Module):
             h=h_all,
             z=torch.stack(zs, dim=1),
             post_log_probs=mix_uniform(torch.stack(post_logits, dim=1), spec.unimix),
-            prior_log_probs=self.prior(h_all),
+            prior=self.prior(h_all),
         )
 
     def imagine_step(self, state: RSSMState, action: torch.Tensor, generator: Optional[torch.Generator] = None) -> tuple[RSSMState, torch.Tensor]:
-        """One prior step: returns the next state (z sampled from the prior) and the prior log-probs."""
+        """One prior step: the next state (z sampled from the prior) and the prior's per-latent marginal log-probs."""
         h = self.deterministic_step(state, action)
-        prior_lp = self.prior(h)
-        return RSSMState(h, sample_one_hot(prior_lp, generator).to(h.dtype)), prior_lp
+        prior = self.prior(h)
+        return RSSMState(h, prior.sample(generator).to(h.dtype)), prior.marginal_log_probs()

@@ -48,6 +48,7 @@ class WorldModelSpec:
     cont_scale: float = 1.0
     predictive_scale: float = 1.0
     prior_sample_prob: float = 0.0  # scheduled sampling of the GRU's latent input in training (rssm.py)
+    prior_components: int = 1  # > 1: the prior is a mixture of that many factorised components (prior.py)
     code_dim: int = 0  # > 0: token encoder and decoders tied to the tokenizer's (V, code_dim) codebook (networks.py)
 
     def __post_init__(self) -> None:
@@ -65,6 +66,8 @@ class WorldModelSpec:
             raise ValueError(f"world model spec: code_dim must be an integer >= 0, got {self.code_dim!r}")
         if not 0.0 <= self.prior_sample_prob < 1.0:
             raise ValueError(f"dreamer.prior_sample_prob: must lie in [0, 1), got {self.prior_sample_prob}")
+        if not isinstance(self.prior_components, int) or self.prior_components < 1:
+            raise ValueError(f"dreamer.prior_components: must be an integer >= 1, got {self.prior_components!r}")
         if self.predictive_scale < 0.0:
             raise ValueError(f"dreamer.predictive_scale: must be >= 0, got {self.predictive_scale}")
 
@@ -116,5 +119,6 @@ def spec_from_config(cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, 
         cont_scale=float(cfg.cont_scale),
         predictive_scale=float(cfg.predictive_scale),
         prior_sample_prob=float(cfg.prior_sample_prob),
+        prior_components=int(cfg.prior_components),
         code_dim=int(code_dim),
     )

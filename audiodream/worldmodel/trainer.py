@@ -80,7 +80,7 @@ class WorldModelTrainer:
         self.step += 1
         values = {name: float(value) for name, value in metrics.items()}
         values["grad_norm"] = float(grad_norm)
-        detached = PosteriorSequence(posterior.h.detach(), posterior.z.detach(), posterior.post_log_probs.detach(), posterior.prior_log_probs.detach())
+        detached = PosteriorSequence(posterior.h.detach(), posterior.z.detach(), posterior.post_log_probs.detach(), posterior.prior.detach())
         return WorldModelUpdate(values, detached)
 
     def train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
