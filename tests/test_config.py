@@ -95,6 +95,15 @@ def test_mistyped_value_names_key(override, key):
         load_config([], [override])
 
 
+@pytest.mark.parametrize(
+    "override, expected",
+    [("dreamer.train_seconds=soon", "expected a number or null"), ("dreamer.imag_starts=all", "expected an integer or null")],
+)
+def test_an_optional_key_says_what_it_accepts(override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config([], [override])
+
+
 def test_reward_prior_without_entropy_is_named():
     with pytest.raises(ConfigError, match="'dreamer.actor_reward_prior'"):
         load_config([], ["dreamer.actor_reward_prior=true", "dreamer.entropy_coef=0"])

@@ -111,8 +111,19 @@ def _first_leaf(dotted: str, value: Any) -> str:
     return dotted
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+_DESCRIPTIONS: dict[Any, str] = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def _describe(tp: Any) -> str:
+    """What a value of annotation `tp` looks like in YAML: 'a number or null', not 'Optional'."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(tp))
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    return _DESCRIPTIONS.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _coerce(value: Any, tp: Any, dotted: str) -> Any:
@@ -122,15 +133,14 @@ def _coerce(value: Any, tp: Any, dotted: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, dotted)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(f"config key '{dotted}': expected {_type_name(tp)}, got {value!r}")
+            except ConfigError:
+                pass
+        raise ConfigError(f"config key '{dotted}': expected {_describe(tp)}, got {value!r}")
     if tp is Any:
         return value
     if origin is list:
