@@ -8,9 +8,10 @@ import itertools
 import pytest
 import torch
 
-from audiodream.worldmodel import WorldModel, WorldModelSpec, WorldModelTrainer, balanced_kl_loss
+from audiodream.worldmodel import WorldModel, WorldModelTrainer, balanced_kl_loss
 from audiodream.worldmodel.distributions import categorical_kl
 from audiodream.worldmodel.prior import LatentPrior, latent_prior
+from tests.test_worldmodel import random_batch, tiny_spec
 
 STOCH, CLASSES = 2, 3
 
@@ -107,33 +108,14 @@ def test_a_mixture_prior_commits_where_a_factorised_one_makes_chimeras() -> None
     assert _fit_prior_to_two_outcomes(2) < 0.05
 
 
-def _mixture_spec(**changes: object) -> WorldModelSpec:
-    sizes = dict(tokens_per_step=4, vocab_size=16, n_actions=2, token_embed=8, embed=16, deter=16, stoch=3, classes=4, hidden=16, decoder_slot_dim=4, prior_components=3, prior_sample_prob=0.5)
-    sizes.update(changes)
-    return WorldModelSpec(**sizes)
-
-
-def _random_batch(batch: int, steps: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    is_first = torch.zeros(batch, steps, dtype=torch.bool)
-    is_first[:, 0] = True
-    return {
-        "tokens": torch.randint(0, 16, (batch, steps, 4), generator=generator),
-        "actions": torch.randint(0, 2, (batch, steps), generator=generator),
-        "rewards": torch.zeros(batch, steps),
-        "terminals": torch.zeros(batch, steps, dtype=torch.bool),
-        "is_first": is_first,
-    }
-
-
 def test_world_model_with_a_mixture_prior_trains_imagines_and_round_trips() -> None:
-    trainer = WorldModelTrainer(WorldModel(_mixture_spec()), lr=3e-3)
-    batch = _random_batch(3, 6)
+    trainer = WorldModelTrainer(WorldModel(tiny_spec(prior_components=3, prior_sample_prob=0.5)), lr=3e-3)
+    batch = random_batch(3, 6)
     metrics = [trainer.train_step(batch) for _ in range(30)]
     assert metrics[-1]["loss_model"] < metrics[0]["loss_model"]
     posterior, _ = trainer.observe(batch)
-    assert posterior.prior.component_log_probs.shape == (3, 6, 3, 3, 4)
-    assert posterior.prior_log_probs.shape == (3, 6, 3, 4)
+    assert posterior.prior.component_log_probs.shape == (3, 6, 3, 4, 4)
+    assert posterior.prior_log_probs.shape == (3, 6, 4, 4)
 
     def rollout(model: WorldModel) -> torch.Tensor:
         start = posterior.last_state
@@ -143,7 +125,7 @@ def test_world_model_with_a_mixture_prior_trains_imagines_and_round_trips() -> N
     assert restored.spec.prior_components == 3
     assert torch.equal(rollout(trainer.model), rollout(restored.model))
     with pytest.raises(ValueError, match="prior_components"):
-        _mixture_spec(prior_components=0)
+        tiny_spec(prior_components=0)
 
 
 def test_entropy_bound_is_the_entropy_for_one_component_and_bounds_a_mixture() -> None:

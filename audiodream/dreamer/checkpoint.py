@@ -41,19 +41,13 @@ RESUME_KEYS: tuple[str, ...] = TOKENIZER_KEYS + (
 )
 
 
-# Model keys added after runs existed: each joins the fingerprint only away from its
+# Model keys added after runs existed (key -> default): each counts only away from its
 # default, so a run made before the key was added still resumes and evaluates.
 LATER_RESUME_KEYS: dict[str, object] = {"dreamer.prior_components": 1}
 
 
-def _config_value(cfg: Config, key: str) -> object:
-    section, name = key.split(".", 1)
-    return getattr(getattr(cfg, section), name)
-
-
 def resume_fingerprint(cfg: Config) -> str:
-    later = tuple(key for key, default in LATER_RESUME_KEYS.items() if _config_value(cfg, key) != default)
-    return fingerprint(cfg, RESUME_KEYS + later)
+    return fingerprint(cfg, RESUME_KEYS, LATER_RESUME_KEYS)
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:

@@ -14,7 +14,8 @@ import importlib.util
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from audiodream.config.schema import Config
 
@@ -67,9 +68,13 @@ def _select(tree: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def fingerprint(cfg: Config, keys: tuple[str, ...]) -> str:
+def fingerprint(cfg: Config, keys: tuple[str, ...], keys_unless_default: Mapping[str, Any] = MappingProxyType({})) -> str:
+    """Hash of the values of `keys`. A key of `keys_unless_default` (key -> default) counts only
+    when its value differs from that default: a key added after runs existed then leaves
+    their fingerprints as they were."""
     tree = asdict(cfg)
     picked = {k: _select(tree, k) for k in keys}
+    picked.update({k: value for k, default in keys_unless_default.items() if (value := _select(tree, k)) != default})
     return hashlib.sha1(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -24,7 +24,7 @@ def balanced_kl_loss(post_log_probs: torch.Tensor, prior: Union[torch.Tensor, La
     KL is its upper bound, prior.py).
     """
     if isinstance(prior, torch.Tensor):
-        prior = LatentPrior(prior.new_zeros(*prior.shape[:-2], 1), prior.unsqueeze(-3))
+        prior = LatentPrior.factorised(prior)
     kl_train_prior = prior.kl_from(post_log_probs.detach())
     kl_train_post = prior.detach().kl_from(post_log_probs)
     clamped_prior = torch.clamp(kl_train_prior, min=free_nats)

@@ -38,6 +38,11 @@ class LatentPrior(NamedTuple):
     log_weights: torch.Tensor
     component_log_probs: torch.Tensor
 
+    @staticmethod
+    def factorised(log_probs: torch.Tensor) -> "LatentPrior":
+        """DreamerV2's prior, one component, from its log-probs (..., stoch, classes)."""
+        return LatentPrior(log_probs.new_zeros(*log_probs.shape[:-2], 1).float(), log_probs.unsqueeze(-3))
+
     @property
     def n_components(self) -> int:
         return self.component_log_probs.shape[-3]
@@ -91,10 +96,8 @@ def latent_prior(latent_logits: torch.Tensor, mixture_logits: Optional[torch.Ten
     if mixture_logits is None:
         if latent_logits.shape[-3] != 1:
             raise ValueError(f"latent_prior: {latent_logits.shape[-3]} components need mixture logits")
-        log_weights = latent_logits.new_zeros(*latent_logits.shape[:-3], 1).float()
-    else:
-        log_weights = F.log_softmax(mixture_logits.float(), dim=-1)
-    return LatentPrior(log_weights, mix_uniform(latent_logits, unimix))
+        return LatentPrior.factorised(mix_uniform(latent_logits[..., 0, :, :], unimix))
+    return LatentPrior(F.log_softmax(mixture_logits.float(), dim=-1), mix_uniform(latent_logits, unimix))
 
 
 class MixturePriorHead(nn.Module):
