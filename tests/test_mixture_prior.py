@@ -41,8 +41,8 @@ def test_one_component_is_the_plain_categorical_kl() -> None:
     assert prior.n_components == 1
     assert torch.allclose(prior.kl_from(post), categorical_kl(post, prior.component_log_probs[0]))
     assert torch.allclose(prior.marginal_log_probs(), prior.component_log_probs[0])
-    tensor_loss = balanced_kl_loss(post, prior.component_log_probs[0], kl_balance=0.8, free_nats=0.0)
-    assert torch.allclose(balanced_kl_loss(post, prior, kl_balance=0.8, free_nats=0.0), tensor_loss)
+    tensor_loss = balanced_kl_loss(post, prior.component_log_probs[0], kl_balance=0.8, free_nats=0.0).loss
+    assert torch.allclose(balanced_kl_loss(post, prior, kl_balance=0.8, free_nats=0.0).loss, tensor_loss)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -93,7 +93,7 @@ def _fit_prior_to_two_outcomes(components: int) -> float:
     for _ in range(600):
         expand = len(posts), -1
         prior = latent_prior(latent.expand(*expand, -1, -1), mixture.expand(*expand) if mixture is not None else None, unimix=0.0)
-        loss = balanced_kl_loss(posts, prior, kl_balance=1.0, free_nats=0.0).mean()
+        loss = balanced_kl_loss(posts, prior, kl_balance=1.0, free_nats=0.0).loss.mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

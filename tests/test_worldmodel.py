@@ -134,7 +134,7 @@ def _hand_made_latents(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_kl_balancing_splits_gradient_between_prior_and_posterior() -> None:
     post, prior = _hand_made_latents(3.0)
-    loss = balanced_kl_loss(post, prior, kl_balance=0.8, free_nats=0.0).sum()
+    loss = balanced_kl_loss(post, prior, kl_balance=0.8, free_nats=0.0).loss.sum()
     loss.backward()
     grad_post, grad_prior = post.grad.clone(), prior.grad.clone()
     post.grad, prior.grad = None, None
@@ -154,8 +154,10 @@ def test_free_nats_apply_per_step_and_stop_gradients_below() -> None:
     kl = categorical_kl(post, prior).detach()
     assert float(kl.min()) < 1.0 < float(kl.max())
     free_nats = 1.0
-    loss = balanced_kl_loss(post, prior, kl_balance=0.8, free_nats=free_nats)
+    balanced = balanced_kl_loss(post, prior, kl_balance=0.8, free_nats=free_nats)
+    loss = balanced.loss
     assert torch.allclose(loss, torch.clamp(kl, min=free_nats), atol=1e-6)
+    assert torch.allclose(balanced.kl, kl, atol=1e-6) and not balanced.kl.requires_grad  # the metric: unclamped
     loss.sum().backward()
     below = kl < free_nats
     assert torch.all(post.grad[below] == 0) and torch.all(prior.grad[below] == 0)

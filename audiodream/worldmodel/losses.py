@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import NamedTuple, Union
 
 import torch
 
 from audiodream.worldmodel.prior import LatentPrior
 
 
-def balanced_kl_loss(post_log_probs: torch.Tensor, prior: Union[torch.Tensor, LatentPrior], kl_balance: float, free_nats: float) -> torch.Tensor:
+class BalancedKL(NamedTuple):
+    """A balanced KL loss per step and the KL it was built from (for the `loss_kl` metric)."""
+
+    loss: torch.Tensor  # (...,) with gradients
+    kl: torch.Tensor  # (...,) KL(post || prior), detached
+
+
+def balanced_kl_loss(post_log_probs: torch.Tensor, prior: Union[torch.Tensor, LatentPrior], kl_balance: float, free_nats: float) -> BalancedKL:
     """DreamerV2 KL balancing with per-step free nats; returns a (...,) loss per step.
 
     loss = kl_balance * max(KL(sg(post) || prior), free_nats)
@@ -21,7 +28,7 @@ def balanced_kl_loss(post_log_probs: torch.Tensor, prior: Union[torch.Tensor, La
     per step, to each term after summing the KL over all latents (as in DreamerV3),
     so a step whose KL is already below `free_nats` contributes no gradient at all.
     `prior` is factorised log-probs (..., stoch, classes) or a `LatentPrior` (a mixture's
-    KL is its upper bound, prior.py).
+    KL is its upper bound, prior.py). The KL comes back too, so the metric costs no third pass.
     """
     if isinstance(prior, torch.Tensor):
         prior = LatentPrior.factorised(prior)
@@ -29,7 +36,7 @@ def balanced_kl_loss(post_log_probs: torch.Tensor, prior: Union[torch.Tensor, La
     kl_train_post = prior.detach().kl_from(post_log_probs)
     clamped_prior = torch.clamp(kl_train_prior, min=free_nats)
     clamped_post = torch.clamp(kl_train_post, min=free_nats)
-    return kl_balance * clamped_prior + (1.0 - kl_balance) * clamped_post
+    return BalancedKL(kl_balance * clamped_prior + (1.0 - kl_balance) * clamped_post, kl_train_prior.detach())
 
 
 def transition_reward_loss(action_rewards: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, is_first: torch.Tensor) -> torch.Tensor:

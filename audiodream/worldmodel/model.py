@@ -162,12 +162,13 @@ class WorldModel(nn.Module):
         action_rewards, cont_logit = self.predict_action_rewards_and_continue_logit(features)
         loss_reward = transition_reward_loss(action_rewards, batch.actions, batch.rewards, batch.is_first)
         loss_cont = F.binary_cross_entropy_with_logits(cont_logit, (~batch.terminals).float())
-        kl_term = balanced_kl_loss(posterior.post_log_probs, posterior.prior, spec.kl_balance, spec.free_nats).mean()
+        kl = balanced_kl_loss(posterior.post_log_probs, posterior.prior, spec.kl_balance, spec.free_nats)
+        kl_term = kl.loss.mean()
         total = loss_tokens + spec.predictive_scale * loss_predictive + spec.reward_scale * loss_reward + spec.cont_scale * loss_cont + spec.kl_scale * kl_term
         with torch.no_grad():
             metrics = {
                 "loss_model": total.detach(),
-                "loss_kl": posterior.prior.kl_from(posterior.post_log_probs).mean(),
+                "loss_kl": kl.kl.mean(),
                 "loss_kl_balanced": kl_term.detach(),
                 "loss_tokens": loss_tokens.detach(),
                 "ce_tokens": token_nll.mean(),
