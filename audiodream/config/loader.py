@@ -19,7 +19,7 @@ from typing import Any, Union
 
 import yaml
 
-from audiodream.config.schema import ACTOR_REWARD_GRADIENTS, STAGES, Config
+from audiodream.config.schema import ACTOR_REWARD_GRADIENTS, GRU_CELL_NAMES, STAGES, Config
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -227,6 +227,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'dreamer.explore_epsilon': must lie in [0, 1], got {cfg.dreamer.explore_epsilon}")
     if cfg.dreamer.actor_reward_gradient not in ACTOR_REWARD_GRADIENTS:
         raise ConfigError(f"config key 'dreamer.actor_reward_gradient': expected one of {ACTOR_REWARD_GRADIENTS}, got {cfg.dreamer.actor_reward_gradient!r}")
+    if cfg.dreamer.gru not in GRU_CELL_NAMES:
+        raise ConfigError(f"config key 'dreamer.gru': expected one of {GRU_CELL_NAMES}, got {cfg.dreamer.gru!r}")
     if cfg.dreamer.actor_reward_prior and not cfg.dreamer.entropy_coef > 0.0:
         raise ConfigError(f"config key 'dreamer.actor_reward_prior': needs dreamer.entropy_coef > 0 (the prior is r / entropy_coef), got {cfg.dreamer.entropy_coef}")
 

@@ -14,6 +14,7 @@ from typing import Any, Optional
 STAGES: tuple[str, ...] = ("data", "tokenizer", "baseline", "dreamer", "eval", "generate", "compare")
 DEFAULT_STAGES: tuple[str, ...] = ("data", "tokenizer", "dreamer", "eval")
 ACTOR_REWARD_GRADIENTS: tuple[str, ...] = ("sampled", "all_actions")  # dreamer.actor_reward_gradient
+GRU_CELL_NAMES: tuple[str, ...] = ("layernorm", "torch")  # dreamer.gru (worldmodel/networks.py GRU_CELLS)
 
 
 @dataclass
@@ -144,6 +145,7 @@ class DreamerConfig:
     codebook_tied: bool = False
     prior_sample_prob: float = 0.0
     prior_components: int = 1
+    gru: str = "layernorm"
     imag_horizon: int = 15
     imag_starts: Optional[int] = None
     gamma: float = 0.95

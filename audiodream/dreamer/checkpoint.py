@@ -43,7 +43,8 @@ RESUME_KEYS: tuple[str, ...] = TOKENIZER_KEYS + (
 
 # Model keys added after runs existed (key -> default): each counts only away from its
 # default, so a run made before the key was added still resumes and evaluates.
-LATER_RESUME_KEYS: dict[str, object] = {"dreamer.prior_components": 1}
+# (For `dreamer.gru` the value those runs had is the old nn.GRUCell, not today's default.)
+LATER_RESUME_KEYS: dict[str, object] = {"dreamer.prior_components": 1, "dreamer.gru": "torch"}
 
 
 def resume_fingerprint(cfg: Config) -> str:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from audiodream.worldmodel.distributions import gumbel_noise, mix_uniform, mixed_probs, straight_through_sample
-from audiodream.worldmodel.networks import mlp
+from audiodream.worldmodel.networks import GRU_CELLS, mlp
 from audiodream.worldmodel.prior import LatentPrior, MixturePriorHead, latent_prior
 from audiodream.worldmodel.sizes import WorldModelSpec
 
@@ -86,7 +86,7 @@ class RSSM(nn.Module):
         self.input_from_z = nn.Linear(spec.stoch_dim, spec.hidden)
         self.input_from_action = nn.Linear(spec.n_actions, spec.hidden, bias=False)
         self.input_out = nn.Sequential(nn.LayerNorm(spec.hidden), nn.ELU())
-        self.gru = nn.GRUCell(spec.hidden, spec.deter)
+        self.gru = GRU_CELLS[spec.gru](spec.hidden, spec.deter)
         if spec.prior_components == 1:
             self.prior_net: nn.Module = mlp(spec.deter, spec.hidden, spec.stoch_dim)
         else:

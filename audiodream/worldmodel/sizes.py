@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from audiodream.config.schema import DreamerConfig
+from audiodream.config.schema import GRU_CELL_NAMES, DreamerConfig
+
+# Checkpoints written before `gru` existed used nn.GRUCell; their specs have no such key.
+LEGACY_SPEC_DEFAULTS: dict[str, Any] = {"gru": "torch"}
 
 SIZE_KEYS: tuple[str, ...] = ("token_embed", "embed", "deter", "stoch", "classes", "hidden", "decoder_slot_dim")
 
@@ -50,6 +53,7 @@ class WorldModelSpec:
     prior_sample_prob: float = 0.0  # scheduled sampling of the GRU's latent input in training (rssm.py)
     prior_components: int = 1  # > 1: the prior is a mixture of that many factorised components (prior.py)
     code_dim: int = 0  # > 0: token encoder and decoders tied to the tokenizer's (V, code_dim) codebook (networks.py)
+    gru: str = "layernorm"  # the GRU cell: layernorm (DreamerV2's) | torch (nn.GRUCell) (networks.GRU_CELLS)
 
     def __post_init__(self) -> None:
         for name in ("tokens_per_step", "vocab_size", "n_actions", *SIZE_KEYS):
@@ -68,6 +72,8 @@ class WorldModelSpec:
             raise ValueError(f"dreamer.prior_sample_prob: must lie in [0, 1), got {self.prior_sample_prob}")
         if not isinstance(self.prior_components, int) or self.prior_components < 1:
             raise ValueError(f"dreamer.prior_components: must be an integer >= 1, got {self.prior_components!r}")
+        if self.gru not in GRU_CELL_NAMES:
+            raise ValueError(f"dreamer.gru: unknown GRU cell {self.gru!r}; choose one of {', '.join(GRU_CELL_NAMES)}")
         if self.predictive_scale < 0.0:
             raise ValueError(f"dreamer.predictive_scale: must be >= 0, got {self.predictive_scale}")
 
@@ -89,7 +95,7 @@ class WorldModelSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"world model spec: unknown keys {unknown}")
-        return cls(**dict(data))
+        return cls(**{**LEGACY_SPEC_DEFAULTS, **dict(data)})
 
 
 def resolve_sizes(cfg: DreamerConfig) -> dict[str, int]:
@@ -121,4 +127,5 @@ def spec_from_config(cfg: DreamerConfig, tokens_per_step: int, vocab_size: int, 
         prior_sample_prob=float(cfg.prior_sample_prob),
         prior_components=int(cfg.prior_components),
         code_dim=int(code_dim),
+        gru=str(cfg.gru),
     )
