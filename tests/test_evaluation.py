@@ -336,6 +336,9 @@ def test_eval_refuses_missing_or_foreign_checkpoints(listen_run, tmp_path: Path)
     other = tiny_config(run_dir, "audiodream/Listen-v0", "dreamer.actor_critic=false", "dreamer.deter=48")
     with pytest.raises(ValueError, match=r"dreamer[/\\]checkpoint.pt: made with different"):
         load_trained_run(other, run_dir)
+    old_cell = tiny_config(run_dir, "audiodream/Listen-v0", "dreamer.actor_critic=false", "dreamer.gru=torch")
+    with pytest.raises(ValueError, match="old values: .*dreamer.gru=torch"):  # how to open a run made before the key
+        load_trained_run(old_cell, run_dir)
     bad = tiny_config(run_dir, "audiodream/Listen-v0", "eval.context_steps=0")
     with pytest.raises(ValueError, match="eval.context_steps"):
         eval_stage(bad, run_dir, Tracker.disabled())

@@ -17,7 +17,7 @@ import torch
 
 from audiodream.agent import Actor, AgentPolicy
 from audiodream.config.schema import Config
-from audiodream.dreamer.checkpoint import CHECKPOINT_FILE, load_checkpoint, resume_fingerprint
+from audiodream.dreamer.checkpoint import CHECKPOINT_FILE, LATER_RESUME_KEYS, load_checkpoint, resume_fingerprint
 from audiodream.errors import MissingStageOutput
 from audiodream.tokenizer.model import Tokenizer
 from audiodream.tokenizer.stage import require_tokenizer_checkpoint
@@ -80,7 +80,8 @@ def load_trained_run(cfg: Config, run_dir: Path, device: torch.device | str = "c
     if state.get("fingerprint") != resume_fingerprint(cfg):
         raise ValueError(
             f"{ckpt_path}: made with different corpus/features/tokenizer/env/model settings than this config; "
-            f"evaluate it with the config it was trained with ({run_dir / 'config.yaml'})"
+            f"evaluate it with the config it was trained with ({run_dir / 'config.yaml'}); a run made before "
+            f"model keys were added opens with their old values: {' '.join(f'{k}={v}' for k, v in LATER_RESUME_KEYS.items())}"
         )
     try:
         world_model = world_model_from_state(state["world_model"])
