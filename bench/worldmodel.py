@@ -5,7 +5,9 @@
 Writes JSON: `updates_per_s` and `tokens_per_s` (tokens consumed by the learner:
 updates/s x B x T x K) for the `default` preset on CPU at B=16, T=64; `listen_options`
 with the same for the world-model options the listen_* configs turn on, and
-`listen_options_mixture_prior` for those with an 8-component mixture prior; `cuda_large`
+`listen_options_one_component` for those with DreamerV2's one-component prior instead of
+the configs' 4-component mixture; `torch_gru` for the default preset with nn.GRUCell
+instead of the LayerNorm cell (`dreamer.gru`); `cuda_large`
 with the same for the `large` preset when CUDA is present; RLlib's torch DreamerV3
 learner update on a comparable problem (`rllib_dreamerv3_updates_per_s`, or
 `rllib_dreamerv3_error` with the reason it could not be measured); and, with
@@ -47,9 +49,7 @@ def toy_data(seed: int) -> tuple[ToyTokenSource, list[dict[str, np.ndarray]], li
 
 
 # The world-model options the listen_* configs turn on (README "World model"): same sizes.
-LISTEN_OPTIONS: dict[str, Any] = {"codebook_tied": True, "prior_sample_prob": 0.3}
-# The mixture prior (dreamer.prior_components, README "World model") on top of them.
-MIXTURE_PRIOR_COMPONENTS = 8
+LISTEN_OPTIONS: dict[str, Any] = {"codebook_tied": True, "prior_sample_prob": 0.3, "prior_components": 4}
 
 
 def measure_throughput(preset: str, device: str, batch_size: int, seq_len: int, updates: int, warmup: int, **options: Any) -> dict[str, Any]:
@@ -187,9 +187,10 @@ def main() -> None:
     result: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     result.update(measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup))
     result["listen_options"] = measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **LISTEN_OPTIONS)
-    result["listen_options_mixture_prior"] = measure_throughput(
-        "default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **LISTEN_OPTIONS, prior_components=MIXTURE_PRIOR_COMPONENTS
+    result["listen_options_one_component"] = measure_throughput(
+        "default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **{**LISTEN_OPTIONS, "prior_components": 1}
     )
+    result["torch_gru"] = measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, gru="torch")
     if torch.cuda.is_available():
         result["cuda_large"] = measure_throughput("large", "cuda", args.batch_size, args.seq_len, args.updates, args.warmup)
     if not args.skip_rllib:

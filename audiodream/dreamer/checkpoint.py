@@ -41,9 +41,10 @@ RESUME_KEYS: tuple[str, ...] = TOKENIZER_KEYS + (
 )
 
 
-# Model keys added after runs existed (key -> default): each counts only away from its
-# default, so a run made before the key was added still resumes and evaluates.
-# (For `dreamer.gru` the value those runs had is the old nn.GRUCell, not today's default.)
+# Model keys added after runs existed (key -> the value those runs had): each counts only away
+# from that value, so a run made before the key was added still resumes and evaluates (with
+# that value set). It is the key's default, except that `dreamer.gru`'s new default is not the
+# nn.GRUCell the old runs had.
 LATER_RESUME_KEYS: dict[str, object] = {"dreamer.prior_components": 1, "dreamer.gru": "torch"}
 
 
