@@ -22,7 +22,7 @@ import torch
 
 from audiodream.config.schema import Config
 from audiodream.pipeline.stages import TOKENIZER_KEYS, fingerprint
-from audiodream.worldmodel.sizes import SIZE_KEYS
+from audiodream.worldmodel.sizes import LATER_SPEC_KEYS, SIZE_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,8 @@ RESUME_KEYS: tuple[str, ...] = TOKENIZER_KEYS + (
 
 # Model keys added after runs existed (key -> the value those runs had): each counts only away
 # from that value, so a run made before the key was added still resumes and evaluates (with
-# that value set). It is the key's default, except that `dreamer.gru`'s new default is not the
-# nn.GRUCell the old runs had.
-LATER_RESUME_KEYS: dict[str, object] = {"dreamer.prior_components": 1, "dreamer.gru": "torch"}
+# that value set).
+LATER_RESUME_KEYS: dict[str, object] = {f"dreamer.{key}": value for key, value in LATER_SPEC_KEYS.items()}
 
 
 def resume_fingerprint(cfg: Config) -> str:

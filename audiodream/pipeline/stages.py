@@ -68,13 +68,13 @@ def _select(tree: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def fingerprint(cfg: Config, keys: tuple[str, ...], keys_unless_default: Mapping[str, Any] = MappingProxyType({})) -> str:
-    """Hash of the values of `keys`. A key of `keys_unless_default` (key -> default) counts only
-    when its value differs from that default: a key added after runs existed then leaves
-    their fingerprints as they were."""
+def fingerprint(cfg: Config, keys: tuple[str, ...], later_keys: Mapping[str, Any] = MappingProxyType({})) -> str:
+    """Hash of the values of `keys`. A key of `later_keys` (key -> the value runs made before
+    it had) counts only when its value differs from that one: a key added after runs existed
+    then leaves their fingerprints as they were."""
     tree = asdict(cfg)
     picked = {k: _select(tree, k) for k in keys}
-    picked.update({k: value for k, default in keys_unless_default.items() if (value := _select(tree, k)) != default})
+    picked.update({k: value for k, old in later_keys.items() if (value := _select(tree, k)) != old})
     return hashlib.sha1(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

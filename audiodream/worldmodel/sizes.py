@@ -12,8 +12,10 @@ from typing import Any, Mapping
 
 from audiodream.config.schema import GRU_CELL_NAMES, DreamerConfig
 
-# Checkpoints written before `gru` existed used nn.GRUCell; their specs have no such key.
-LEGACY_SPEC_DEFAULTS: dict[str, Any] = {"gru": "torch"}
+# Model keys added after checkpoints existed -> the value those checkpoints' models had (their
+# specs lack the key). Mostly the key's default, but the GRU of old runs was nn.GRUCell. The
+# resume fingerprint counts these keys only away from these values (dreamer/checkpoint.py).
+LATER_SPEC_KEYS: dict[str, Any] = {"prior_components": 1, "gru": "torch"}
 
 SIZE_KEYS: tuple[str, ...] = ("token_embed", "embed", "deter", "stoch", "classes", "hidden", "decoder_slot_dim")
 
@@ -95,7 +97,7 @@ class WorldModelSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"world model spec: unknown keys {unknown}")
-        return cls(**{**LEGACY_SPEC_DEFAULTS, **dict(data)})
+        return cls(**{**LATER_SPEC_KEYS, **dict(data)})
 
 
 def resolve_sizes(cfg: DreamerConfig) -> dict[str, int]:
