@@ -49,7 +49,7 @@ def toy_data(seed: int) -> tuple[ToyTokenSource, list[dict[str, np.ndarray]], li
 
 
 # The world-model options the listen_* configs turn on (README "World model"): same sizes.
-LISTEN_OPTIONS: dict[str, Any] = {"codebook_tied": True, "prior_sample_prob": 0.3, "prior_components": 4}
+LISTEN_OPTIONS: dict[str, Any] = {"codebook_tied": True, "prior_sample_prob": 0.3, "prior_components": 4, "model_ema_decay": 0.99}
 
 
 def measure_throughput(preset: str, device: str, batch_size: int, seq_len: int, updates: int, warmup: int, **options: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from audiodream.data.split import assign_splits
 from audiodream.data.stage import DataPaths, samples_per_step
 from audiodream.data.synthetic.corpus import build_synthetic_corpus
 from audiodream.distributed.replay import ReplayBuffer
-from audiodream.dreamer.checkpoint import save_checkpoint, resume_fingerprint
+from audiodream.dreamer.checkpoint import load_checkpoint, save_checkpoint, resume_fingerprint
 from audiodream.dreamer.trainers import DreamerTrainers
 from audiodream.evaluation import completion_scores, eval_stage, load_trained_run, play_episodes, replay_episodes
 from audiodream.evaluation.completion import exact_sample_references
@@ -113,7 +113,9 @@ def build_tiny_run(cfg: Config, run_dir: Path, updates: int = 5) -> dict[str, li
 @pytest.fixture(scope="module")
 def listen_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Path, dict]:
     run_dir = tmp_path_factory.mktemp("listen_run")
-    cfg = tiny_config(run_dir, "audiodream/Listen-v0", "dreamer.actor_critic=false", "dreamer.codebook_tied=true")  # as listen_synthetic
+    cfg = tiny_config(  # as listen_synthetic
+        run_dir, "audiodream/Listen-v0", "dreamer.actor_critic=false", "dreamer.codebook_tied=true", "dreamer.model_ema_decay=0.5"
+    )
     built = build_tiny_run(cfg, run_dir)
     tracker = Tracker.start(run_dir, f"sqlite:///{run_dir / 'mlflow.db'}", "eval-test", "tiny")
     eval_stage(cfg, run_dir, tracker)
@@ -159,6 +161,17 @@ def test_eval_writes_ce_by_horizon_and_baselines_for_every_horizon(listen_run) -
     assert metrics["completion_prompts"] == 3 and metrics["completion_samples"] == 8
     assert "test-split utterances" in metrics["completion_source"]
     assert metrics["classifier_accuracy_real"] > 1 / 24  # fitted on train chunks, scored on held-out voices
+
+
+def test_eval_scores_the_moving_average_the_learner_kept(listen_run) -> None:
+    cfg, run_dir, _ = listen_run
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert metrics["model_ema_decay"] == 0.5 and metrics["step"] > 1
+    state = load_checkpoint(run_dir / "dreamer" / "checkpoint.pt")["world_model"]
+    assert state["ema_decay"] == 0.5 and state["ema_updates"] == metrics["step"]
+    loaded = load_trained_run(cfg, run_dir).world_model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state["model_ema"].items())
+    assert any(not torch.equal(loaded[k], v) for k, v in state["model"].items()), "eval must not load the last weights"
 
 
 def test_eval_writes_plots_and_valid_wavs(listen_run) -> None:

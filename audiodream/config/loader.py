@@ -229,6 +229,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'dreamer.actor_reward_gradient': expected one of {ACTOR_REWARD_GRADIENTS}, got {cfg.dreamer.actor_reward_gradient!r}")
     if cfg.dreamer.gru not in GRU_CELL_NAMES:
         raise ConfigError(f"config key 'dreamer.gru': expected one of {GRU_CELL_NAMES}, got {cfg.dreamer.gru!r}")
+    ema = cfg.dreamer.model_ema_decay
+    if ema is not None and not 0.0 < ema < 1.0:
+        raise ConfigError(f"config key 'dreamer.model_ema_decay': must lie in (0, 1) or be null, got {ema}")
+    if ema is not None and cfg.dreamer.actor_critic:
+        raise ConfigError(
+            "config key 'dreamer.model_ema_decay': averaged world-model weights are for world-model-only runs "
+            "(dreamer.actor_critic: false); the actor is trained on the live model's features, so eval must act with those"
+        )
     if cfg.dreamer.actor_reward_prior and not cfg.dreamer.entropy_coef > 0.0:
         raise ConfigError(f"config key 'dreamer.actor_reward_prior': needs dreamer.entropy_coef > 0 (the prior is r / entropy_coef), got {cfg.dreamer.entropy_coef}")
 

@@ -124,6 +124,10 @@ class DreamerConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     lr_model: float = 3.0e-3
+    # Keep an exponential moving average of the world model's weights with this decay per update
+    # and let eval and generate use it (worldmodel/trainer.py). None: no average. World-model-only
+    # runs (actor_critic false): the actor is trained on the live model's features.
+    model_ema_decay: Optional[float] = None
     lr_actor: float = 3.0e-4
     lr_critic: float = 3.0e-4
     grad_clip: float = 100.0

@@ -35,6 +35,7 @@ class TrainedRun:
     actor: Optional[Actor]  # None: the run trained the world model only
     tokenizer_path: Path
     step: int  # learner updates behind these weights
+    model_ema_decay: Optional[float] = None  # the world model's weights are this moving average (None: the last weights)
 
     @property
     def device(self) -> torch.device:
@@ -54,9 +55,11 @@ def tokenizer_checkpoint(run_dir: Path) -> Path:
 
 
 def world_model_from_state(state: Mapping[str, Any]) -> WorldModel:
-    """A WorldModel from the `world_model` entry of a dreamer checkpoint (WorldModelTrainer.state_dict)."""
+    """A WorldModel from the `world_model` entry of a dreamer checkpoint (WorldModelTrainer.state_dict):
+    its moving-average weights when the run kept them (dreamer.model_ema_decay), else its last weights."""
     model = WorldModel(WorldModelSpec.from_dict(state["spec"]))
-    model.load_state_dict(state["model"])
+    averaged = state.get("model_ema")
+    model.load_state_dict(state["model"] if averaged is None else averaged)
     return model
 
 
@@ -98,4 +101,6 @@ def load_trained_run(cfg: Config, run_dir: Path, device: torch.device | str = "c
     world_model = world_model.to(device).eval().requires_grad_(False)
     if actor is not None:
         actor = actor.to(device).eval().requires_grad_(False)
-    return TrainedRun(tokenizer, world_model, actor, tok_path, int(state.get("step", 0)))
+    averaged = state["world_model"].get("model_ema") is not None
+    ema_decay = float(state["world_model"]["ema_decay"]) if averaged else None
+    return TrainedRun(tokenizer, world_model, actor, tok_path, int(state.get("step", 0)), ema_decay)

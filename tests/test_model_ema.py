@@ -1,0 +1,109 @@
+"""The world model's moving-average weights (dreamer.model_ema_decay): how they follow the
+live weights, survive a checkpoint and a resume, and are what eval loads."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from audiodream.config import ConfigError, load_config
+from audiodream.config.schema import DreamerConfig
+from audiodream.evaluation.trained_run import world_model_from_state
+from audiodream.worldmodel import WorldModel, WorldModelTrainer
+from audiodream.worldmodel.toy_source import ToySequenceSampler, ToyTokenSource
+
+from tests.test_worldmodel import K, V, A, tiny_spec
+
+
+def sampler() -> ToySequenceSampler:
+    source = ToyTokenSource(n_syllables=6, tokens_per_step=K, vocab_size=V, n_actions=A, n_speakers=2, speaker_slots=1, slot_pool=16, seed=3)
+    return ToySequenceSampler(source.episodes(10, 10, 12, seed=1), seed=2)
+
+
+def weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def through_weights_only_load(state: dict) -> dict:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_average_is_the_exponential_average_of_the_weights_after_each_update() -> None:
+    torch.manual_seed(0)
+    decay = 0.8
+    trainer = WorldModelTrainer(WorldModel(tiny_spec()), lr=3e-3, ema_decay=decay)
+    batches = sampler()
+    expected: list[torch.Tensor] = []
+    for update in range(4):
+        trainer.train_step(batches.sample(2, 6))
+        live = weights(trainer.model)
+        expected = live if update == 0 else [decay * e + (1 - decay) * w for e, w in zip(expected, live)]
+    averaged = weights(trainer.evaluated_model)
+    for got, want in zip(averaged, expected):
+        assert torch.allclose(got, want, atol=1e-6)
+    assert any(not torch.allclose(a, w) for a, w in zip(averaged, weights(trainer.model))), "the average must lag the live weights"
+
+
+def test_without_an_average_eval_uses_the_live_weights() -> None:
+    trainer = WorldModelTrainer(WorldModel(tiny_spec()))
+    trainer.train_step(sampler().sample(2, 6))
+    state = through_weights_only_load(trainer.state_dict())
+    assert trainer.evaluated_model is trainer.model and state["model_ema"] is None
+    loaded = world_model_from_state(state)
+    for got, want in zip(weights(loaded), weights(trainer.model)):
+        assert torch.equal(got, want)
+
+
+def test_average_survives_a_checkpoint_resumes_identically_and_is_what_eval_loads() -> None:
+    torch.manual_seed(0)
+    batches = sampler()
+    trainer = WorldModelTrainer(WorldModel(tiny_spec()), ema_decay=0.9)
+    for _ in range(3):
+        trainer.train_step(batches.sample(2, 6))
+    state = through_weights_only_load(trainer.state_dict())
+    restored = WorldModelTrainer.from_state_dict(state)
+    assert restored.ema_decay == 0.9 and int(restored.averaged.n_averaged) == 3
+    for got, want in zip(weights(world_model_from_state(state)), weights(trainer.evaluated_model)):
+        assert torch.equal(got, want)
+    batch = batches.sample(2, 6)
+    for t in (trainer, restored):
+        torch.manual_seed(5)
+        t.train_step(batch)
+    for got, want in zip(weights(restored.evaluated_model), weights(trainer.evaluated_model)):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_switching_the_average_on_when_resuming_starts_it_from_the_loaded_weights() -> None:
+    batches = sampler()
+    plain = WorldModelTrainer(WorldModel(tiny_spec()))
+    plain.train_step(batches.sample(2, 6))
+    resumed = WorldModelTrainer(WorldModel(tiny_spec()), ema_decay=0.99)
+    resumed.load_state_dict(through_weights_only_load(plain.state_dict()))
+    resumed.train_step(batches.sample(2, 6))
+    for got, want in zip(weights(resumed.evaluated_model), weights(resumed.model)):
+        assert torch.equal(got, want)  # not 0.99 x this trainer's fresh initialisation + 0.01 x the weights
+
+
+def test_config_takes_the_decay_for_world_model_only_runs() -> None:
+    cfg = load_config([], ["dreamer.actor_critic=false", "dreamer.model_ema_decay=0.995"])
+    assert cfg.dreamer.model_ema_decay == 0.995
+    trainer = WorldModelTrainer.from_config(cfg.dreamer, K, V, A)
+    assert trainer.ema_decay == 0.995
+    assert WorldModelTrainer.from_config(DreamerConfig(), K, V, A).averaged is None
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["dreamer.actor_critic=false", "dreamer.model_ema_decay=1.0"], "must lie in \\(0, 1\\)"),
+        (["dreamer.actor_critic=true", "dreamer.model_ema_decay=0.99"], "world-model-only runs"),
+    ],
+)
+def test_bad_decay_names_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"'dreamer.model_ema_decay'.*{message}"):
+        load_config([], overrides)
