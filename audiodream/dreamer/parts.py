@@ -90,4 +90,4 @@ class AudioDreamerParts:
         return AgentPolicy.from_weights(weights["spec"], weights, self.cfg.dreamer.explore_epsilon)
 
     def make_trainers(self, device: torch.device) -> DreamerTrainers:
-        return DreamerTrainers(self.cfg.dreamer, self.tokens_per_step, self.vocab_size, self.n_actions, device, torch.as_tensor(self.codebook))
+        return DreamerTrainers(self.cfg.dreamer, self.tokens_per_step, self.vocab_size, self.n_actions, device, torch.tensor(self.codebook))  # a copy: arrays from Ray's object store are read-only
