@@ -12,14 +12,13 @@ from audiodream.config import ConfigError, load_config
 from audiodream.config.schema import DreamerConfig
 from audiodream.evaluation.trained_run import world_model_from_state
 from audiodream.worldmodel import WorldModel, WorldModelTrainer
-from audiodream.worldmodel.toy_source import ToySequenceSampler, ToyTokenSource
+from audiodream.worldmodel.toy_source import ToySequenceSampler
 
-from tests.test_worldmodel import K, V, A, tiny_spec
+from tests.test_worldmodel import K, V, A, tiny_source, tiny_spec
 
 
 def sampler() -> ToySequenceSampler:
-    source = ToyTokenSource(n_syllables=6, tokens_per_step=K, vocab_size=V, n_actions=A, n_speakers=2, speaker_slots=1, slot_pool=16, seed=3)
-    return ToySequenceSampler(source.episodes(10, 10, 12, seed=1), seed=2)
+    return ToySequenceSampler(tiny_source().episodes(10, 10, 12, seed=1), seed=2)
 
 
 def weights(model: torch.nn.Module) -> list[torch.Tensor]:

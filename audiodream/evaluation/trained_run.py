@@ -101,6 +101,5 @@ def load_trained_run(cfg: Config, run_dir: Path, device: torch.device | str = "c
     world_model = world_model.to(device).eval().requires_grad_(False)
     if actor is not None:
         actor = actor.to(device).eval().requires_grad_(False)
-    averaged = state["world_model"].get("model_ema") is not None
-    ema_decay = float(state["world_model"]["ema_decay"]) if averaged else None
-    return TrainedRun(tokenizer, world_model, actor, tok_path, int(state.get("step", 0)), ema_decay)
+    # WorldModelTrainer.state_dict writes ema_decay exactly when it writes model_ema (older checkpoints have neither).
+    return TrainedRun(tokenizer, world_model, actor, tok_path, int(state.get("step", 0)), state["world_model"].get("ema_decay"))

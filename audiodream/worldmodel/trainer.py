@@ -158,10 +158,9 @@ class WorldModelTrainer:
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any], device: str | torch.device = "cpu") -> "WorldModelTrainer":
         """Rebuild model and optimizer from a checkpoint alone."""
-        ema_decay = state.get("ema_decay")
         trainer = cls(
             WorldModel(WorldModelSpec.from_dict(state["spec"])), lr=float(state["lr"]), grad_clip=float(state["grad_clip"]), device=device,
-            ema_decay=None if ema_decay is None else float(ema_decay),
+            ema_decay=state.get("ema_decay"),
         )
         trainer.load_state_dict(state)
         return trainer
