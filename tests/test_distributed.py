@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,12 @@ def test_worker_and_learner_in_one_process(tmp_path):
     result = learner.train(3)
     assert result["step"] == 3 and np.isfinite(result["loss_model"]) and np.isfinite(result["loss_actor"])
     assert coordinator.version == 2 and coordinator.learner_step == 3
+    # The time budget is kept inside a call, even while the train ratio holds the learner
+    # waiting for data no worker is collecting (without the deadline this call never returns).
+    started = time.perf_counter()
+    stopped = learner.train(10_000, seconds=1.0)
+    assert 0 <= stopped["updates"] < 10_000 and time.perf_counter() - started < 4.0
+    assert learner.train(5, seconds=0.0)["updates"] == 0
     worker2 = EnvWorker(WorkerSettings(1, 4, seed=2, sync_every=4, max_env_steps=32), LocalHandle(replay), LocalHandle(coordinator), parts)
     worker2.run()
     assert worker2.version == 2 and type(worker2.policy).__name__ == "AgentPolicy"
@@ -334,10 +341,26 @@ def test_a_spent_time_budget_ends_training_before_train_steps(finished_stage, tm
     assert json.loads((run_dir / "dreamer" / "summary.json").read_text())["stopped_by"] == "train_seconds"
 
 
+def test_a_launch_deadline_counts_the_stages_before_training(finished_stage, tmp_path):
+    """dreamer.train_until_s is a deadline on the launch: one that began long enough ago (the
+    stages before training took the time) trains no further, though its training clock has time left."""
+    cfg, finished_dir, _ = finished_stage
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_dir, run_dir)
+    spent = read_rows(run_dir)[-1]["time_s"]
+    deadline = tiny_config(
+        run_dir, "dreamer.codebook_tied=true", "dreamer.train_steps=40", f"dreamer.train_seconds={spent + 600}", "dreamer.train_until_s=300"
+    )
+    summary = DreamerRun(deadline, run_dir, Tracker.disabled(), AudioDreamerParts.from_run(deadline, run_dir), launch_started=time.perf_counter() - 400).run()
+    assert summary.step == 12 and summary.stopped_by == "train_until_s"
+    assert json.loads((run_dir / "dreamer" / "summary.json").read_text())["stopped_by"] == "train_until_s"
+
+
+@pytest.mark.parametrize("key", ["train_seconds", "train_until_s"])
 @pytest.mark.parametrize("bad", ["0", "-5", "true", "soon"])
-def test_a_bad_time_budget_names_its_key(bad, tmp_path):
-    with pytest.raises(ValueError, match="dreamer.train_seconds"):
-        validate(tiny_config(tmp_path, f"dreamer.train_seconds={bad}"))
+def test_a_bad_time_budget_names_its_key(key, bad, tmp_path):
+    with pytest.raises(ValueError, match=f"dreamer.{key}"):
+        validate(tiny_config(tmp_path, f"dreamer.{key}={bad}"))
 
 
 def test_a_checkpoint_the_models_cannot_load_is_set_aside_not_crashed_on(finished_stage, tmp_path):

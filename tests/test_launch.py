@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
+import pytest
 import yaml
 
 from audiodream.data.manifest import read_manifest
+from audiodream.pipeline.launch_clock import launch_running, launch_started
 from tests.conftest import REPO
 
 TINY = ["data.synthetic.n_speakers=5", "data.synthetic.utterances_per_speaker=3", "data.num_workers=1", "mlflow.enabled=false"]
@@ -61,3 +64,15 @@ def test_a_bad_corpus_path_is_one_clear_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert str(missing) in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_launch_clock_runs_only_while_a_launch_does():
+    """dreamer.train_until_s counts from the launch's start; outside a launch there is none to count from."""
+    assert launch_started() is None
+    before = time.perf_counter()
+    with pytest.raises(RuntimeError):
+        with launch_running():
+            started = launch_started()
+            assert started is not None and before <= started <= time.perf_counter()
+            raise RuntimeError("a stage failed")
+    assert launch_started() is None

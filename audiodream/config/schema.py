@@ -112,9 +112,12 @@ class DreamerConfig:
     preset: str = "default"
     train_steps: int = 3000
     # Wall-clock budget of training (metrics' time_s, actor start-up included, carried across
-    # resumes): stop at the first log or checkpoint boundary past it, even before train_steps.
-    # None: no budget.
+    # resumes): stop once it is spent, even before train_steps. None: no budget.
     train_seconds: Optional[float] = None
+    # Deadline on the launch: stop training once this many seconds have passed since launch.py
+    # began (every stage before this one included), so the stages after it still fit a budget
+    # for the whole command on a slower machine. None: no deadline.
+    train_until_s: Optional[float] = None
     batch_size: int = 16
     seq_len: int = 32
     train_ratio: float = 64.0

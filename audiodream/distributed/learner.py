@@ -14,6 +14,7 @@ can ask it to stop or for a checkpoint while `train` runs. Each update:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -80,12 +81,13 @@ class Learner:
     def _request_batch(self) -> Any:
         return self.replay.sample_with_counts.remote(self.settings.batch_size, self.settings.seq_len)
 
-    def _wait_for_data(self) -> bool:
-        """Block until the train ratio allows the next update; False if asked to stop meanwhile."""
+    def _wait_for_data(self, deadline: float = math.inf) -> bool:
+        """Block until the train ratio allows the next update; False if asked to stop, or the
+        deadline (time.perf_counter()) passes, meanwhile."""
         ratio = self.settings.ratio
         with self.timers.phase("wait"):
             while self.step >= ratio.updates_allowed(self.env_steps):
-                if self._stop.is_set():
+                if self._stop.is_set() or time.perf_counter() >= deadline:
                     return False
                 time.sleep(WAIT_SLEEP_S)
                 _, self.env_steps = resolve(self.replay.counts.remote())
@@ -103,13 +105,16 @@ class Learner:
 
     # -- training ---------------------------------------------------------------------------
 
-    def train(self, updates: int) -> dict[str, float]:
-        """Run up to `updates` updates (fewer if stopped); returns their mean metrics and per-update phase seconds."""
+    def train(self, updates: int, seconds: Optional[float] = None) -> dict[str, float]:
+        """Run up to `updates` updates (fewer if stopped, or once `seconds` have passed: the
+        run's time budget, kept to the update rather than to the next call); returns their
+        mean metrics and per-update phase seconds."""
         sums: dict[str, float] = {}
         done = 0
         started = time.perf_counter()
+        deadline = math.inf if seconds is None else started + seconds
         for _ in range(int(updates)):
-            if self._stop.is_set() or not self._wait_for_data():
+            if self._stop.is_set() or time.perf_counter() >= deadline or not self._wait_for_data(deadline):
                 break
             batch = self._next_batch()
             metrics, phases = self.trainers.update(batch, self.generator)

@@ -45,6 +45,7 @@ from audiodream.distributed.worker import WorkerSettings
 from audiodream.dreamer.checkpoint import CHECKPOINT_FILE, resumable_checkpoint, resume_fingerprint, save_checkpoint, set_aside
 from audiodream.dreamer.metrics_log import METRICS_FILE, MetricsLog
 from audiodream.dreamer.rows import build_row
+from audiodream.pipeline import launch_clock
 from audiodream.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,14 @@ class RunSummary:
     worker_restarts: int
     rows: int
     seconds: float
-    stopped_by: str  # "train_steps", or "train_seconds" when the time budget ended training first
+    stopped_by: str  # "train_steps", or the time budget that ended training first: "train_seconds" or "train_until_s"
+
+
+@dataclass(frozen=True)
+class BudgetLeft:
+    key: str  # the dreamer config key of the budget
+    seconds: float  # left of it (<= 0: spent)
+    clock: str  # where its clock stands, for the log
 
 
 def validate(cfg: Config) -> None:
@@ -74,6 +82,7 @@ def validate(cfg: Config) -> None:
     checks = {
         "dreamer.train_steps": d.train_steps >= 0,
         "dreamer.train_seconds": d.train_seconds is None or d.train_seconds > 0,  # the loader checks its type
+        "dreamer.train_until_s": d.train_until_s is None or d.train_until_s > 0,
         "dreamer.batch_size": d.batch_size >= 1,
         "dreamer.seq_len": d.seq_len >= 2,
         "dreamer.prior_components": d.prior_components >= 1,
@@ -100,7 +109,13 @@ def train_ratio(cfg: Config) -> TrainRatio:
 
 
 class DreamerRun:
-    def __init__(self, cfg: Config, run_dir: Path, tracker: Tracker, parts: DreamerParts, on_row: Optional[RowHook] = None) -> None:
+    def __init__(
+        self, cfg: Config, run_dir: Path, tracker: Tracker, parts: DreamerParts, on_row: Optional[RowHook] = None,
+        launch_started: Optional[float] = None,
+    ) -> None:
+        """`launch_started`: time.perf_counter() at the start of the launch, which
+        `dreamer.train_until_s` counts from; None: the running launch's (launch_clock), or
+        outside a launch this run's own start."""
         validate(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -128,6 +143,8 @@ class DreamerRun:
         # rows' time_s: seconds of training since the cluster was up, continued across resumes
         self._clock_start = time.perf_counter()
         self._time_offset = 0.0
+        self._launch_started = launch_started if launch_started is not None else launch_clock.launch_started()
+        self._stopped_by = "train_steps"
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -192,6 +209,8 @@ class DreamerRun:
 
     def run(self) -> RunSummary:
         started = time.perf_counter()
+        if self._launch_started is None:
+            self._launch_started = started
         checkpoint = self._resume_state()
         resumed_from = int(checkpoint["step"]) if checkpoint else None
         self.cluster = connect(self.cfg.ray)
@@ -227,19 +246,22 @@ class DreamerRun:
         last_row_step, last_row_time = self.step, time.perf_counter()
         try:
             while self.step < total:
-                if self._time_budget_spent():
+                left = self._budget_left()
+                if left is not None and left.seconds <= 0:
                     log.warning(
-                        "dreamer: the time budget dreamer.train_seconds=%g is spent (time_s %.1f): training stops at update %d of dreamer.train_steps=%d",
-                        cfg.train_seconds, self._time_s(), self.step, total,
+                        "dreamer: the time budget dreamer.%s=%g is spent (%s): training stops at update %d of dreamer.train_steps=%d",
+                        left.key, getattr(cfg, left.key), left.clock, self.step, total,
                     )
+                    self._stopped_by = left.key
                     break
                 n = min(total - self.step, cfg.log_every - self.step % cfg.log_every, cfg.checkpoint_every - self.step % cfg.checkpoint_every)
-                self._pending_train = self.learner.train.remote(n)
+                self._pending_train = self.learner.train.remote(n, None if left is None else left.seconds)
                 result = self._wait_for_train(bar)
                 self._pending_train = None
                 self.step = int(result["step"])
                 bar.n = self.step
-                if self.step % cfg.log_every == 0 or self.step >= total:
+                stopped_early = int(result["updates"]) < n  # the budget ran out inside this call
+                if self.step % cfg.log_every == 0 or self.step >= total or (stopped_early and int(result["updates"]) > 0):
                     now = time.perf_counter()
                     row = self._row(result, self.step - last_row_step, now - last_row_time)
                     last_row_step, last_row_time = self.step, now
@@ -253,9 +275,23 @@ class DreamerRun:
         """Seconds of training since the cluster was up, carried across resumes (rows' time_s)."""
         return self._time_offset + time.perf_counter() - self._clock_start
 
-    def _time_budget_spent(self) -> bool:
-        budget = self.cfg.dreamer.train_seconds
-        return budget is not None and self._time_s() >= budget
+    def _budget_left(self) -> Optional["BudgetLeft"]:
+        """Seconds of training left under the tighter of the two time budgets; None without one.
+
+        `train_seconds` bounds training (rows' time_s, carried across resumes);
+        `train_until_s` bounds the launch: training stops that many seconds after the
+        launch began, whatever the stages before it took, so a budget for the whole
+        command holds on a slower machine (launch_clock.py)."""
+        d = self.cfg.dreamer
+        budgets = []
+        if d.train_seconds is not None:
+            time_s = self._time_s()
+            budgets.append(BudgetLeft("train_seconds", d.train_seconds - time_s, f"time_s {time_s:.1f}"))
+        if d.train_until_s is not None:
+            assert self._launch_started is not None
+            launch_s = time.perf_counter() - self._launch_started
+            budgets.append(BudgetLeft("train_until_s", d.train_until_s - launch_s, f"{launch_s:.1f} s since the launch began"))
+        return min(budgets, key=lambda b: b.seconds) if budgets else None
 
     def _wait_for_train(self, bar: Any) -> dict[str, float]:
         while True:
@@ -338,8 +374,7 @@ class DreamerRun:
             step=self.step, env_steps=int(stats["env_steps"]), replay_steps=int(stats["replay_steps"]),
             replay_bytes_per_step=int(stats["bytes_per_step"]), resumed_from_step=resumed_from,
             worker_restarts=int(sum(restarts.values())), rows=self._rows, seconds=seconds,
-            # a loop that returns (not raises) short of train_steps was ended by the time budget
-            stopped_by="train_steps" if self.step >= self.cfg.dreamer.train_steps else "train_seconds",
+            stopped_by="train_steps" if self.step >= self.cfg.dreamer.train_steps else self._stopped_by,
         )
 
     def _write_summary(self, summary: RunSummary) -> None:

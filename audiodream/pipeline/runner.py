@@ -11,6 +11,7 @@ from pathlib import Path
 from audiodream.config.loader import save_config
 from audiodream.config.schema import Config
 from audiodream.errors import UserFacingError
+from audiodream.pipeline.launch_clock import launch_running
 from audiodream.pipeline.stages import STAGES, is_done, mark_done
 from audiodream.tracking import Tracker
 
@@ -50,6 +51,11 @@ def start_tracker(cfg: Config, run_dir: Path) -> Tracker:
 
 def run_pipeline(cfg: Config) -> int:
     """Returns the process exit code."""
+    with launch_running():  # the clock of dreamer.train_until_s starts here
+        return _launch(cfg)
+
+
+def _launch(cfg: Config) -> int:
     run_dir = resolve_run_dir(cfg)
     cfg.run.dir = str(run_dir)
     setup_logging(run_dir)
@@ -58,26 +64,7 @@ def run_pipeline(cfg: Config) -> int:
     tracker = start_tracker(cfg, run_dir)
     status = "FAILED"
     try:
-        for name in cfg.run.stages:
-            stage = STAGES[name]
-            if not stage.is_available():
-                log.warning(
-                    "stage '%s' is not part of this version of audiodream yet; stopping after the stages before it. "
-                    "Results so far are in %s",
-                    name,
-                    run_dir,
-                )
-                break
-            if is_done(cfg, run_dir, stage):
-                log.info("stage %s: outputs in %s match this config; reusing them", name, run_dir / name)
-                continue
-            log.info("stage %s: starting", name)
-            started = time.perf_counter()
-            stage.load()(cfg, run_dir, tracker)
-            seconds = time.perf_counter() - started
-            mark_done(cfg, run_dir, stage, seconds)
-            tracker.log_metrics({f"stage_seconds.{name}": seconds}, step=0)
-            log.info("stage %s: done in %.1f s", name, seconds)
+        _run_stages(cfg, run_dir, tracker)
         status = "FINISHED"
     except UserFacingError as err:
         log.error("stage failed: %s", err)
@@ -91,6 +78,30 @@ def run_pipeline(cfg: Config) -> int:
         tracker.set_terminated(status)
     print_results(cfg, run_dir, tracker)
     return 0
+
+
+def _run_stages(cfg: Config, run_dir: Path, tracker: Tracker) -> None:
+    """Each configured stage in order, reusing those whose outputs match this config."""
+    for name in cfg.run.stages:
+        stage = STAGES[name]
+        if not stage.is_available():
+            log.warning(
+                "stage '%s' is not part of this version of audiodream yet; stopping after the stages before it. "
+                "Results so far are in %s",
+                name,
+                run_dir,
+            )
+            break
+        if is_done(cfg, run_dir, stage):
+            log.info("stage %s: outputs in %s match this config; reusing them", name, run_dir / name)
+            continue
+        log.info("stage %s: starting", name)
+        started = time.perf_counter()
+        stage.load()(cfg, run_dir, tracker)
+        seconds = time.perf_counter() - started
+        mark_done(cfg, run_dir, stage, seconds)
+        tracker.log_metrics({f"stage_seconds.{name}": seconds}, step=0)
+        log.info("stage %s: done in %.1f s", name, seconds)
 
 
 def print_results(cfg: Config, run_dir: Path, tracker: Tracker) -> None:
