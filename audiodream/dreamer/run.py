@@ -275,7 +275,7 @@ class DreamerRun:
         """Seconds of training since the cluster was up, carried across resumes (rows' time_s)."""
         return self._time_offset + time.perf_counter() - self._clock_start
 
-    def _budget_left(self) -> Optional["BudgetLeft"]:
+    def _budget_left(self) -> Optional[BudgetLeft]:
         """Seconds of training left under the tighter of the two time budgets; None without one.
 
         `train_seconds` bounds training (rows' time_s, carried across resumes);
