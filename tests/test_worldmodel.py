@@ -25,6 +25,7 @@ from audiodream.worldmodel import (
 from audiodream.worldmodel.batch import to_sequence_batch
 from audiodream.worldmodel.distributions import categorical_kl
 from audiodream.worldmodel.losses import transition_reward_loss
+from audiodream.worldmodel.networks import sample_tokens
 from audiodream.worldmodel.toy_source import ToySequenceSampler, ToyTokenSource
 
 K, V, A = 8, 64, 6
@@ -330,3 +331,16 @@ def test_scheduled_sampling_feeds_the_gru_prior_samples_in_training_only() -> No
         tiny_spec(prior_sample_prob=1.0)
     loss, metrics, _ = model.loss(to_sequence_batch(batch, model.spec, "cpu"))
     assert torch.isfinite(loss) and metrics["loss_kl"] > 0
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_token_sampling_draws_from_the_tempered_softmax(temperature):
+    """Decoded tokens are exact draws of softmax(logits / T) (Gumbel-max), the same under one seed."""
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0]).expand(50_000, 2, 4)
+    draws = sample_tokens(logits, temperature, torch.Generator().manual_seed(3))
+    assert draws.shape == (50_000, 2)
+    frequencies = torch.bincount(draws.flatten(), minlength=4).double() / draws.numel()
+    expected = torch.softmax(logits[0, 0].double() / temperature, dim=-1)
+    assert torch.allclose(frequencies, expected, atol=0.006), (frequencies, expected)
+    assert torch.equal(draws, sample_tokens(logits, temperature, torch.Generator().manual_seed(3)))
+    assert torch.equal(sample_tokens(logits, 0.0), torch.zeros(50_000, 2, dtype=torch.long))
