@@ -42,8 +42,7 @@ import torch  # noqa: E402
 from audiodream.config import load_config  # noqa: E402
 from audiodream.config.schema import Config  # noqa: E402
 from audiodream.distributed.actors import driver_node_id, kill_quietly, start_coordinator, start_learner, start_replay, start_worker  # noqa: E402
-from audiodream.distributed.actors import LearnerPlacement  # noqa: E402
-from audiodream.distributed.cluster import connect, disconnect  # noqa: E402
+from audiodream.distributed.cluster import connect, disconnect, learner_placement  # noqa: E402
 from audiodream.distributed.handles import Shared  # noqa: E402
 from audiodream.distributed.learner import LearnerSettings  # noqa: E402
 from audiodream.distributed.ratio import TrainRatio  # noqa: E402
@@ -122,7 +121,7 @@ def learner_rate(cfg: Config, parts_ref: Any, replay: Any, prefetch: bool, updat
     d = cfg.dreamer
     ratio = TrainRatio(d.batch_size, d.seq_len, train_ratio=1e9, prefill_steps=0)  # never wait for data
     settings = LearnerSettings(d.batch_size, d.seq_len, d.publish_every, ratio, prefetch=prefetch, seed=0)
-    placement = LearnerPlacement("cpu", cfg.learner.num_cpus, 0.0)
+    placement = learner_placement(cfg.learner, cluster_gpus=0)
     learner = start_learner(f"bench-learner-{prefetch}", placement, parts=parts_ref, settings=settings, replay=replay, coordinator=coordinator)
     ray.get(learner.train.remote(2))  # warm-up
     started = time.perf_counter()

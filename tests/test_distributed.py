@@ -28,8 +28,10 @@ from audiodream.distributed import (
     TrainRatio,
     WorkerSettings,
 )
-from audiodream.distributed.actors import LearnerPlacement
-from audiodream.distributed.cluster import learner_placement
+from audiodream.config.loader import ConfigError
+from audiodream.distributed.actors import LearnerPlacement, driver_node_id, kill_quietly, start_coordinator, start_learner, start_replay
+from audiodream.distributed.cluster import ClusterInfo, check_cpus_fit, learner_placement
+from audiodream.distributed.handles import Shared
 from audiodream.distributed.replay_store import ReplayStoreMismatch
 from audiodream.dreamer.checkpoint import load_checkpoint
 from audiodream.dreamer.parts import AudioDreamerParts
@@ -204,6 +206,23 @@ def test_learner_takes_a_gpu_only_when_the_cluster_has_one():
         learner_placement(load_config([], ["learner.device=cuda"]).learner, cluster_gpus=0)
 
 
+def test_learner_threads_follow_its_cpus_unless_set():
+    assert learner_placement(load_config([], ["learner.num_cpus=2"]).learner, cluster_gpus=0).num_threads == 2
+    assert learner_placement(load_config([], ["learner.num_cpus=0.5"]).learner, cluster_gpus=0).num_threads == 1
+    two_on_one = learner_placement(load_config([], ["learner.num_cpus=1", "learner.num_threads=2"]).learner, cluster_gpus=0)
+    assert (two_on_one.num_cpus, two_on_one.num_threads) == (1, 2)
+    with pytest.raises(ConfigError, match="learner.num_threads"):
+        load_config([], ["learner.num_threads=0"])
+
+
+def test_actors_that_ask_for_more_cpus_than_the_cluster_has_are_refused():
+    cfg = load_config([], ["learner.num_cpus=2", "ray.num_workers=2", "ray.worker_num_cpus=0.5"])
+    placement = learner_placement(cfg.learner, cluster_gpus=0)
+    check_cpus_fit(ClusterInfo("local", "node", None, True, {"CPU": 3.0}), placement, cfg.ray)
+    with pytest.raises(ConfigError, match=r"'learner.num_cpus' \(2\) .* reserve 3 CPUs, but the Ray cluster has 2"):
+        check_cpus_fit(ClusterInfo("local", "node", None, True, {"CPU": 2.0}), placement, cfg.ray)
+
+
 def test_dreamer_parts_name_a_missing_tokenizer_checkpoint(tmp_path):
     with pytest.raises(MissingStageOutput, match=r"tokenizer[/\\]checkpoint.pt not found: the dreamer stage needs"):
         AudioDreamerParts.from_run(tiny_config(tmp_path), tmp_path)
@@ -236,6 +255,25 @@ def test_worker_and_learner_in_one_process(tmp_path):
     worker2.run()
     assert worker2.version == 2 and type(worker2.policy).__name__ == "AgentPolicy"
     assert coordinator.drain().policy_versions == {0: -1, 1: 2}
+    # The driver's stop request reaches a running `train` in the coordinator's reply to the
+    # learner's step report; in-process the reply is at once, so it stops after that update.
+    asking = StopAtStep(stop_at=2)
+    stopping = Learner(parts, LearnerSettings(4, 8, publish_every=100, ratio=TrainRatio(4, 8, 1e9, 0), prefetch=False, distributed=False), LocalHandle(replay), LocalHandle(asking))
+    assert stopping.train(50)["updates"] == 2 and asking.learner_step == 2
+    assert stopping.train(5)["updates"] == 0  # the run is ending: later calls return at once
+
+
+class StopAtStep(Coordinator):
+    """A coordinator whose driver asks the learner to stop once it reports update `stop_at`."""
+
+    def __init__(self, stop_at: int) -> None:
+        super().__init__()
+        self.stop_at = stop_at
+
+    def set_learner_step(self, step: int) -> bool:
+        if step >= self.stop_at:
+            self.request_learner_stop()
+        return super().set_learner_step(step)
 
 
 # -- on a real local Ray -------------------------------------------------------------------
@@ -297,6 +335,42 @@ def test_stage_on_ray_streams_data_to_the_learner_and_weights_back(finished_stag
     assert [m.step for m in history] == [4, 8, 12]
     artifacts = [a.path for a in tracker._client().list_artifacts(tracker.run_id, "dreamer")]
     assert "dreamer/metrics.jsonl" in artifacts
+
+
+def test_the_learner_actor_stops_inside_a_train_call_when_the_driver_asks(finished_stage, tmp_path):
+    """The learner actor runs one call at a time, on its main thread (torch's threads run
+    slower on a pool thread), so the driver's stop request goes through the coordinator: a
+    long `train` returns within two updates of it."""
+    import ray
+
+    cfg, run_dir, _ = finished_stage
+    parts = AudioDreamerParts.from_run(cfg, run_dir)
+    store = tmp_path / "replay"
+    shutil.copytree(run_dir / "replay", store)
+    node = driver_node_id()
+    replay = start_replay(
+        "stop-test-replay", node, capacity=cfg.dreamer.replay_capacity, tokens_per_step=parts.tokens_per_step, vocab_size=parts.vocab_size,
+        n_actions=parts.n_actions, directory=str(store), fingerprint=json.loads((store / "meta.json").read_text())["fingerprint"], seed=0,
+    )
+    coordinator = start_coordinator("stop-test-coordinator", node)
+    never_waits = TrainRatio(cfg.dreamer.batch_size, cfg.dreamer.seq_len, train_ratio=1e9, prefill_steps=0)
+    settings = LearnerSettings(cfg.dreamer.batch_size, cfg.dreamer.seq_len, publish_every=100, ratio=never_waits, seed=0)
+    learner = start_learner("stop-test-learner", learner_placement(cfg.learner, cluster_gpus=0), parts=Shared(parts), settings=settings, replay=replay, coordinator=coordinator)
+    try:
+        pending = learner.train.remote(100_000)
+        deadline = time.monotonic() + 120
+        while ray.get(coordinator.status.remote())["learner_step"] < 3:
+            assert time.monotonic() < deadline, "the learner did not start training"
+            time.sleep(0.02)
+        ray.get(coordinator.request_learner_stop.remote())
+        asked_at = ray.get(coordinator.status.remote())["learner_step"]
+        result = ray.get(pending, timeout=60)
+        assert asked_at <= result["step"] <= asked_at + 2 and result["updates"] == result["step"]
+        assert ray.get(learner.train.remote(5), timeout=60)["updates"] == 0
+        assert ray.get(learner.checkpoint_state.remote())["step"] == result["step"]
+    finally:
+        for handle in (learner, coordinator, replay):
+            kill_quietly(handle)
 
 
 def test_a_killed_worker_is_restarted_and_a_rerun_resumes_where_it_stopped(finished_stage, tmp_path):

@@ -223,6 +223,8 @@ def validate(cfg: Config) -> None:
     for key, value in (("ray.worker_num_cpus", cfg.ray.worker_num_cpus), ("dreamer.train_ratio", cfg.dreamer.train_ratio)):
         if value <= 0:
             raise ConfigError(f"config key '{key}': must be > 0, got {value}")
+    if cfg.learner.num_threads is not None and cfg.learner.num_threads < 1:
+        raise ConfigError(f"config key 'learner.num_threads': must be >= 1 or null, got {cfg.learner.num_threads}")
     if not 0.0 <= cfg.dreamer.explore_epsilon <= 1.0:
         raise ConfigError(f"config key 'dreamer.explore_epsilon': must lie in [0, 1], got {cfg.dreamer.explore_epsilon}")
     if cfg.dreamer.actor_reward_gradient not in ACTOR_REWARD_GRADIENTS:

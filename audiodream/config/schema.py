@@ -104,6 +104,7 @@ class LearnerConfig:
     device: str = "auto"
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    num_threads: Optional[int] = None
     prefetch: bool = True
 
 

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 import ray
 
+from audiodream.config.loader import ConfigError
 from audiodream.config.schema import LearnerConfig, RayConfig
 from audiodream.distributed.actors import LearnerPlacement
 
@@ -138,15 +139,31 @@ def learner_placement(cfg: LearnerConfig, cluster_gpus: float) -> LearnerPlaceme
     """Device and resources of the learner actor.
 
     `auto` takes a GPU when the cluster has one (asking Ray for it, so the learner is
-    scheduled on a GPU node), else the CPU; `cuda` insists on one.
+    scheduled on a GPU node), else the CPU; `cuda` insists on one. Torch threads:
+    `learner.num_threads`, else as many as the CPUs reserved.
     """
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ValueError(f"learner.device: expected auto, cpu or cuda, got {cfg.device!r}")
+    threads = cfg.num_threads if cfg.num_threads is not None else max(1, round(cfg.num_cpus))
     if cfg.device == "cpu":
-        return LearnerPlacement("cpu", cfg.num_cpus, 0.0)
+        return LearnerPlacement("cpu", cfg.num_cpus, 0.0, threads)
     if cluster_gpus <= 0:
         if cfg.device == "auto":
-            return LearnerPlacement("cpu", cfg.num_cpus, 0.0)
+            return LearnerPlacement("cpu", cfg.num_cpus, 0.0, threads)
         raise ValueError("learner.device: 'cuda' was asked for, but the Ray cluster has no GPU (use learner.device=auto or cpu)")
     gpus = cfg.num_gpus if cfg.num_gpus > 0 else 1.0
-    return LearnerPlacement("cuda", cfg.num_cpus, min(gpus, cluster_gpus))
+    return LearnerPlacement("cuda", cfg.num_cpus, min(gpus, cluster_gpus), threads)
+
+
+def check_cpus_fit(cluster: ClusterInfo, placement: LearnerPlacement, cfg: RayConfig) -> None:
+    """Refuse a run whose actors ask Ray for more CPUs than the cluster has: Ray would keep
+    the learner or a worker pending, and the run would wait for it forever."""
+    needed = placement.num_cpus + cfg.num_workers * cfg.worker_num_cpus
+    have = float(cluster.resources.get("CPU", 0.0))
+    if needed > have + 1e-9:
+        raise ConfigError(
+            f"config keys 'learner.num_cpus' ({placement.num_cpus:g}) + 'ray.num_workers' ({cfg.num_workers}) x "
+            f"'ray.worker_num_cpus' ({cfg.worker_num_cpus:g}) reserve {needed:g} CPUs, but the Ray cluster has {have:g} "
+            f"(ray.num_cpus, or this machine's cores for a local cluster); lower them, or use learner.num_threads "
+            f"for more learner threads without reserving more CPUs"
+        )

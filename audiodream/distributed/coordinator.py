@@ -9,6 +9,9 @@ One small actor (no CPU reserved) that the others talk to in one call each:
   finished episodes' returns, the weight version they acted with, phase timers) and
   get back the newest weights if theirs are older, the learner's update count (for
   the train ratio) and whether to stop;
+- the learner reports its update count after every update and learns from the reply
+  whether the driver asked it to stop (the learner actor runs one call at a time, so
+  the driver cannot reach it while `train` runs; see actors.py);
 - the driver drains the reports into metrics rows and learns of worker restarts.
 """
 
@@ -61,7 +64,8 @@ class Coordinator:
         self.learner_step = int(learner_step)
         self.version = NO_WEIGHTS
         self._weights: Optional[list[Any]] = None
-        self.stop = False
+        self.stop = False  # workers: stop collecting
+        self.learner_stop = False  # the learner: return from `train` after the current update
         self.restarts: dict[int, int] = {}
         self._registrations: dict[int, int] = {}
         self.policy_versions: dict[int, int] = {}  # latest version each worker acted with
@@ -79,8 +83,10 @@ class Coordinator:
         self._weights = weights
         self.learner_step = max(self.learner_step, int(learner_step))
 
-    def set_learner_step(self, step: int) -> None:
+    def set_learner_step(self, step: int) -> bool:
+        """The learner's update count; returns whether the driver asked the learner to stop."""
         self.learner_step = max(self.learner_step, int(step))
+        return self.learner_stop
 
     def sync(self, report: Optional[WorkerReport], known_version: int) -> SyncReply:
         if report is not None:
@@ -110,6 +116,9 @@ class Coordinator:
 
     def request_stop(self) -> None:
         self.stop = True
+
+    def request_learner_stop(self) -> None:
+        self.learner_stop = True
 
     def drain(self) -> DrainedReports:
         drained = DrainedReports(

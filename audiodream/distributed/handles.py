@@ -50,6 +50,16 @@ def is_object_ref(value: Any) -> bool:
     return isinstance(value, ray.ObjectRef)
 
 
+def is_ready(value: Any) -> bool:
+    """Whether `resolve(value)` would return at once: an ObjectRef whose value exists, or a plain value."""
+    if is_object_ref(value):
+        import ray
+
+        ready, _ = ray.wait([value], timeout=0)
+        return bool(ready)
+    return True
+
+
 def resolve(value: Any, timeout: float | None = None) -> Any:
     """ray.get for an ObjectRef, the value itself otherwise."""
     if is_object_ref(value):

@@ -1,7 +1,8 @@
 """Learner: trains on replayed batches, keeps the train ratio, publishes weights by reference.
 
-A plain class; the Ray actor wraps it (actors.py) as a threaded actor, so the driver
-can ask it to stop or for a checkpoint while `train` runs. Each update:
+A plain class; the Ray actor wraps it (actors.py) as an actor that runs one call at a
+time, on its main thread. The driver asks it to stop through the coordinator, which
+answers the learner's report after each update (and while it waits for data). Each update:
 1. wait until the replay has enough collected steps for this update (train ratio);
 2. take the batch sampled in the background during the previous update (prefetch),
    and at once ask the replay for the next one, so sampling and moving the batch
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from audiodream.distributed.handles import Shared, put, resolve, unshare
+from audiodream.distributed.handles import Shared, is_ready, put, resolve, unshare
 from audiodream.distributed.parts import DreamerParts
 from audiodream.distributed.ratio import TrainRatio
 from audiodream.distributed.timers import PhaseTimers
@@ -69,7 +69,8 @@ class Learner:
         self.version = -1
         self.timers = PhaseTimers()
         self._prefetched: Any = None
-        self._stop = threading.Event()
+        self._stop_requested = False
+        self._stop_reply: Any = None  # the coordinator's unread reply to the last step report
         if checkpoint is not None:
             self.trainers.load_state_dict(checkpoint)
             self.step = int(checkpoint["step"])
@@ -87,11 +88,25 @@ class Learner:
         ratio = self.settings.ratio
         with self.timers.phase("wait"):
             while self.step >= ratio.updates_allowed(self.env_steps):
-                if self._stop.is_set() or time.perf_counter() >= deadline:
+                if self._stop_requested or time.perf_counter() >= deadline:
                     return False
                 time.sleep(WAIT_SLEEP_S)
                 _, self.env_steps = resolve(self.replay.counts.remote())
+                if resolve(self.coordinator.set_learner_step.remote(self.step)):  # waiting anyway
+                    self._stop_requested = True
         return True
+
+    def _report_step(self) -> None:
+        """Tell the coordinator the update count (the workers' train ratio reads it). Its reply,
+        whether the driver asked this learner to stop, is read without waiting for it: before
+        the next update if it has arrived, else before the next report (a whole update later)."""
+        self._read_stop_reply()
+        self._stop_reply = self.coordinator.set_learner_step.remote(self.step)
+
+    def _read_stop_reply(self) -> None:
+        if self._stop_reply is not None and is_ready(self._stop_reply):
+            self._stop_requested = self._stop_requested or bool(resolve(self._stop_reply))
+            self._stop_reply = None
 
     def _next_batch(self) -> dict[str, Any]:
         with self.timers.phase("sample"):
@@ -114,7 +129,8 @@ class Learner:
         started = time.perf_counter()
         deadline = math.inf if seconds is None else started + seconds
         for _ in range(int(updates)):
-            if self._stop.is_set() or time.perf_counter() >= deadline or not self._wait_for_data(deadline):
+            self._read_stop_reply()
+            if self._stop_requested or time.perf_counter() >= deadline or not self._wait_for_data(deadline):
                 break
             batch = self._next_batch()
             metrics, phases = self.trainers.update(batch, self.generator)
@@ -124,7 +140,7 @@ class Learner:
             done += 1
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0.0) + float(value)
-            self.coordinator.set_learner_step.remote(self.step)
+            self._report_step()
             if self.step % self.settings.publish_every == 0:
                 self.publish()
         result = {name: total / done for name, total in sums.items()} if done else {}
@@ -143,10 +159,6 @@ class Learner:
             self.version = self.step
             resolve(self.coordinator.publish.remote(self.version, [ref], self.step))
         return True
-
-    def request_stop(self) -> None:
-        """Make a running `train` return after its current update, and later calls at once (the run is ending)."""
-        self._stop.set()
 
     # -- state ------------------------------------------------------------------------------
 

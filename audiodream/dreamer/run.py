@@ -35,7 +35,7 @@ from audiodream.distributed.actors import (
     start_replay,
     start_worker,
 )
-from audiodream.distributed.cluster import ClusterInfo, connect, disconnect, learner_placement
+from audiodream.distributed.cluster import ClusterInfo, check_cpus_fit, connect, disconnect, learner_placement
 from audiodream.distributed.handles import Shared
 from audiodream.distributed.learner import LearnerSettings
 from audiodream.distributed.parts import DreamerParts
@@ -177,6 +177,8 @@ class DreamerRun:
         self._shared_parts = Shared(self.parts)
         parts = self._shared_parts
         assert self.cluster is not None
+        placement = learner_placement(cfg.learner, self.cluster.num_gpus)
+        check_cpus_fit(self.cluster, placement, cfg.ray)
         node = self.cluster.node_id
         self.replay = start_replay(
             f"{prefix}-replay", node,
@@ -189,10 +191,9 @@ class DreamerRun:
         self.step = int(checkpoint["step"]) if checkpoint else 0
         self.coordinator = start_coordinator(f"{prefix}-coordinator", node, env_steps=self.env_steps, learner_step=self.step, parts=parts)
         ratio = train_ratio(cfg)
-        placement = learner_placement(cfg.learner, self.cluster.num_gpus)
         settings = LearnerSettings(cfg.dreamer.batch_size, cfg.dreamer.seq_len, cfg.dreamer.publish_every, ratio, cfg.learner.prefetch, cfg.run.seed)
         self.learner = start_learner(f"{prefix}-learner", placement, parts=parts, settings=settings, replay=self.replay, coordinator=self.coordinator, checkpoint=checkpoint)
-        log.info("learner: %s (%g CPUs, %g GPUs)", placement.device, placement.num_cpus, placement.num_gpus)
+        log.info("learner: %s (%g CPUs, %g GPUs, %d torch threads)", placement.device, placement.num_cpus, placement.num_gpus, placement.num_threads)
         seed_base = cfg.run.seed * 1_000_003 + self.env_steps  # a resumed run does not replay the episodes it has
         for index in range(cfg.ray.num_workers):
             worker_settings = WorkerSettings(
@@ -351,7 +352,7 @@ class DreamerRun:
     def _stop_learner(self) -> None:
         if self.learner is None:
             return
-        self.learner.request_stop.remote()
+        ray.get(self.coordinator.request_learner_stop.remote())
         if self._pending_train is not None:
             try:
                 result = ray.get(self._pending_train, timeout=STOP_TIMEOUT_S)
