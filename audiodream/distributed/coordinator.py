@@ -65,7 +65,7 @@ class Coordinator:
         self.version = NO_WEIGHTS
         self._weights: Optional[list[Any]] = None
         self.stop = False  # workers: stop collecting
-        self.learner_stop = False  # the learner: return from `train` after the current update
+        self.learner_stop = False  # the learner: return from `train` (it reads this within two updates)
         self.restarts: dict[int, int] = {}
         self._registrations: dict[int, int] = {}
         self.policy_versions: dict[int, int] = {}  # latest version each worker acted with

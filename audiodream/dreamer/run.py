@@ -352,7 +352,7 @@ class DreamerRun:
     def _stop_learner(self) -> None:
         if self.learner is None:
             return
-        ray.get(self.coordinator.request_learner_stop.remote())
+        self.coordinator.request_learner_stop.remote()  # answered to the learner after its next update
         if self._pending_train is not None:
             try:
                 result = ray.get(self._pending_train, timeout=STOP_TIMEOUT_S)
