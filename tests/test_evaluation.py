@@ -30,7 +30,7 @@ from audiodream.distributed.replay import ReplayBuffer
 from audiodream.dreamer.checkpoint import load_checkpoint, save_checkpoint, resume_fingerprint
 from audiodream.dreamer.trainers import DreamerTrainers
 from audiodream.evaluation import completion_scores, eval_stage, load_trained_run, play_episodes, replay_episodes
-from audiodream.evaluation.completion import exact_sample_references
+from audiodream.evaluation.completion import CompletionPrompt, exact_sample_references, same_length_batches
 from audiodream.evaluation.imagination import behaviour_policy, dream_trajectory, observe_prompt, prompt_states
 from audiodream.evaluation.returns import gap_closed
 from audiodream.evaluation.trained_run import MissingStageOutput
@@ -260,6 +260,15 @@ def test_completion_scores_on_a_hand_made_histogram() -> None:
     assert scores.rest_of_support_mass == pytest.approx((0.4 + 0.7 + 0.5) / 3)  # q on 1 | on 1 | on 3
     with pytest.raises(ValueError, match="must lie in"):
         completion_scores(np.array([[24]]), true_next[:1])
+
+
+def test_completion_prompts_are_batched_by_length() -> None:
+    """Prompts of one length are observed together; every prompt lands in exactly one batch."""
+    lengths = [3, 2, 3, 5, 3, 2]
+    prompts = [CompletionPrompt(np.zeros((n, 4), dtype=np.int64), list(range(n)), np.ones(1)) for n in lengths]
+    assert same_length_batches(prompts, 2) == [[1, 5], [0, 2], [4], [3]]
+    assert same_length_batches(prompts, 0) == [[1], [5], [0], [2], [4], [3]]  # at least one prompt a batch
+    assert same_length_batches([], 8) == []
 
 
 def test_exact_sample_references_shrink_with_more_samples() -> None:

@@ -58,6 +58,7 @@ from audiodream.tokenizer.model import Tokenizer
 from audiodream.worldmodel import Policy, WorldModel
 
 FLOOR_REPEATS = 20  # simulated sets of S exact samples per prompt for the references
+PROMPT_ROWS = 1024  # rows (prompts x samples, or prompts x steps) the model takes in one batch
 
 
 @dataclass
@@ -158,6 +159,22 @@ def exact_sample_references(true_next: np.ndarray, samples: int, seed: int = 0, 
     return float(np.mean(tvs)), float(np.mean(accs))
 
 
+def same_length_batches(prompts: Sequence[CompletionPrompt], max_prompts: int) -> list[list[int]]:
+    """Indices of the prompts, grouped by length, at most `max_prompts` to a group.
+
+    Prompts are observed step by step (`prompt_states`); one batch per length makes that
+    one model call per step for the group instead of one per prompt and step."""
+    by_length: dict[int, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        by_length.setdefault(len(prompt.tokens), []).append(index)
+    size = max(1, max_prompts)
+    return [group[start : start + size] for _, group in sorted(by_length.items()) for start in range(0, len(group), size)]
+
+
+def _stacked_tokens(prompts: Sequence[CompletionPrompt], batch: Sequence[int]) -> torch.Tensor:
+    return torch.as_tensor(np.stack([prompts[i].tokens for i in batch]), dtype=torch.long)  # (n, L, K)
+
+
 @torch.no_grad()
 def imagine_next_syllables(
     model: WorldModel,
@@ -173,12 +190,14 @@ def imagine_next_syllables(
     if samples < 1:
         raise ValueError(f"eval.completion_samples: must be >= 1, got {samples}")
     out = np.zeros((len(prompts), samples), dtype=np.int64)
-    for i, prompt in enumerate(tqdm(prompts, desc="completion", unit="prompt", disable=not progress, leave=False)):
-        tokens = torch.as_tensor(prompt.tokens, dtype=torch.long)[None].repeat(samples, 1, 1)
-        state = observe_prompt(model, tokens, policy, generator)
-        imagined = imagine_tokens(model, state, 1, policy, 1.0, generator)  # (S, 1, K)
-        mel = tokenizer.decode(imagined.cpu()).cpu().numpy()  # (S, n_mels, chunk_frames)
-        out[i] = classifier.predict(mel)
+    with tqdm(total=len(prompts), desc="completion", unit="prompt", disable=not progress, leave=False) as bar:
+        for batch in same_length_batches(prompts, PROMPT_ROWS // samples):
+            tokens = _stacked_tokens(prompts, batch).repeat_interleave(samples, dim=0)  # (n * S, L, K)
+            state = observe_prompt(model, tokens, policy, generator)
+            imagined = imagine_tokens(model, state, 1, policy, 1.0, generator)  # (n * S, 1, K)
+            mel = tokenizer.decode(imagined.cpu()).cpu().numpy()  # (n * S, n_mels, chunk_frames)
+            out[batch] = classifier.predict(mel).reshape(len(batch), samples)
+            bar.update(len(batch))
     return out
 
 
@@ -193,11 +212,14 @@ def posterior_decode_accuracy(
 ) -> float:
     """Share of all prompt steps whose syllable the classifier names right after the model
     decodes the step from its posterior (tokens sampled at temperature 1, as imagined ones are)."""
+    if not prompts:
+        return float("nan")
     hits = []
-    for prompt in prompts:
-        tokens = torch.as_tensor(prompt.tokens, dtype=torch.long)[None]
-        features = torch.cat([state.features for state in prompt_states(model, tokens, policy, generator)])  # (L, F)
-        decoded = model.sample_tokens(features, 1.0, generator)  # (L, K)
-        mel = tokenizer.decode(decoded[:, None].cpu()).cpu().numpy()  # (L, n_mels, chunk_frames)
-        hits.append(classifier.predict(mel) == np.asarray(prompt.context))
-    return float(np.concatenate(hits).mean()) if hits else float("nan")
+    longest = max(len(prompt.tokens) for prompt in prompts)
+    for batch in same_length_batches(prompts, PROMPT_ROWS // longest):
+        tokens = _stacked_tokens(prompts, batch)  # (n, L, K)
+        features = torch.stack([state.features for state in prompt_states(model, tokens, policy, generator)], dim=1)  # (n, L, F)
+        decoded = model.sample_tokens(features.flatten(0, 1), 1.0, generator)  # (n * L, K), prompt by prompt
+        mel = tokenizer.decode(decoded[:, None].cpu()).cpu().numpy()  # (n * L, n_mels, chunk_frames)
+        hits.append(classifier.predict(mel) == np.concatenate([prompts[i].context for i in batch]))
+    return float(np.concatenate(hits).mean())
