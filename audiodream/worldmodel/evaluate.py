@@ -210,8 +210,22 @@ def _fit_lag_table(token_arrays: Sequence[np.ndarray], lag: int, vocab_size: int
     return LagTable(pair_keys, pair_counts, context_counts, mismatch_rate=float(np.mean(src != tgt)))
 
 
-def _lag_log_probs(table: LagTable, unigram_log_probs: np.ndarray, src: np.ndarray, tgt: np.ndarray, beta: float) -> np.ndarray:
-    """log p(tgt | src) for (N, K) arrays under the smoothed lag table."""
+@dataclass
+class LagLookup:
+    """The counts a smoothed lag table needs for (N, K) (src, tgt) pairs, looked up once:
+    the lookup (a search over every pair key) is what costs, not the smoothing, so
+    `_choose_beta` scores every beta of its grid on one lookup."""
+
+    pair_counts: np.ndarray  # (N, K) count of (src, tgt) at that slot
+    context_counts: np.ndarray  # (N, K) count of src at that slot
+    prior: np.ndarray  # (N, K) unigram p(tgt) at that slot
+
+    def log_probs(self, beta: float) -> np.ndarray:
+        """log p(tgt | src) with `beta` pseudo-counts of the unigram prior."""
+        return np.log((self.pair_counts + beta * self.prior) / (self.context_counts + beta))
+
+
+def _lag_lookup(table: LagTable, unigram_log_probs: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> LagLookup:
     vocab_size = unigram_log_probs.shape[1]
     slot_ids = np.broadcast_to(np.arange(src.shape[1])[None, :], src.shape)
     context_ids = slot_ids * vocab_size + src
@@ -220,8 +234,12 @@ def _lag_log_probs(table: LagTable, unigram_log_probs: np.ndarray, src: np.ndarr
     where_clipped = np.minimum(where, max(len(table.pair_keys) - 1, 0))
     found = (where < len(table.pair_keys)) & (table.pair_keys[where_clipped] == keys) if len(table.pair_keys) else np.zeros(keys.shape, bool)
     pair_counts = np.where(found, table.pair_counts[where_clipped] if len(table.pair_counts) else 0, 0)
-    prior = np.exp(unigram_log_probs[slot_ids, tgt])
-    return np.log((pair_counts + beta * prior) / (table.context_counts[context_ids] + beta))
+    return LagLookup(pair_counts, table.context_counts[context_ids], np.exp(unigram_log_probs[slot_ids, tgt]))
+
+
+def _lag_log_probs(table: LagTable, unigram_log_probs: np.ndarray, src: np.ndarray, tgt: np.ndarray, beta: float) -> np.ndarray:
+    """log p(tgt | src) for (N, K) arrays under the smoothed lag table."""
+    return _lag_lookup(table, unigram_log_probs, src, tgt).log_probs(beta)
 
 
 def _choose_beta(token_arrays: Sequence[np.ndarray], lag: int, vocab_size: int) -> float:
@@ -232,7 +250,8 @@ def _choose_beta(token_arrays: Sequence[np.ndarray], lag: int, vocab_size: int) 
         return 1.0
     table = _fit_lag_table(fit, lag, vocab_size)
     unigram = _unigram_log_probs(fit, vocab_size)
-    scores = [-_lag_log_probs(table, unigram, src, tgt, beta).mean() for beta in BETA_GRID]
+    lookup = _lag_lookup(table, unigram, src, tgt)
+    scores = [-lookup.log_probs(beta).mean() for beta in BETA_GRID]
     return BETA_GRID[int(np.argmin(scores))]
 
 
