@@ -138,3 +138,30 @@ def test_config_switch_decides_whether_the_codebook_is_used() -> None:
         WorldModel.from_config(DreamerConfig(codebook_tied=True, deter=16, hidden=16, embed=16), K, 37, A)
     with pytest.raises(ValueError, match=r"codebook: expected shape \(37, 4\)"):
         WorldModel(tied_spec(37), unit_codes(36))
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_decoder_draws_group_then_code_from_exactly_its_categorical(tied: bool) -> None:
+    """The hierarchical draw at temperature 1 has the full table's frequencies (codes laid
+    out by region or by id, 37 codes in 7 groups of 6 so some positions hold none); one seed
+    gives one set of draws; other temperatures take the table (0: its argmax)."""
+    torch.manual_seed(0)
+    vocab, slots = 37, 2
+    decoder = TokenDecoder(8, 16, slots, 4, vocab, code_dim=4 if tied else 0)
+    if tied:
+        decoder.set_codebook(unit_codes(vocab))
+    with torch.no_grad():
+        for parameter in decoder.parameters():
+            parameter.normal_()  # tied weights and biases start at zero: make them all matter
+    features = torch.randn(2, 8)
+    draws = decoder.sample(features.repeat_interleave(20_000, 0), 1.0, torch.Generator().manual_seed(1)).view(2, 20_000, slots)
+    assert int(draws.min()) >= 0 and int(draws.max()) < vocab
+    with torch.no_grad():
+        expected = decoder(features).exp()  # (2, slots, V)
+    for row in range(2):
+        for slot in range(slots):
+            frequencies = torch.bincount(draws[row, :, slot], minlength=vocab).float() / draws.shape[1]
+            assert torch.allclose(frequencies, expected[row, slot], atol=0.012), (row, slot, (frequencies - expected[row, slot]).abs().max())
+    again = decoder.sample(features.repeat_interleave(20_000, 0), 1.0, torch.Generator().manual_seed(1)).view(2, 20_000, slots)
+    assert torch.equal(draws, again)
+    assert torch.equal(decoder.sample(features, 0.0), expected.argmax(-1))

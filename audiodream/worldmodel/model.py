@@ -13,7 +13,7 @@ from audiodream.config.schema import DreamerConfig
 from audiodream.worldmodel.batch import SequenceBatch
 from audiodream.worldmodel.distributions import categorical_entropy
 from audiodream.worldmodel.losses import balanced_kl_loss, transition_reward_loss
-from audiodream.worldmodel.networks import TokenDecoder, TokenEncoder, mlp, sample_tokens
+from audiodream.worldmodel.networks import TokenDecoder, TokenEncoder, mlp
 from audiodream.worldmodel.rssm import RSSM, PosteriorSequence, RSSMState
 from audiodream.worldmodel.sizes import WorldModelSpec, spec_from_config
 
@@ -125,11 +125,13 @@ class WorldModel(nn.Module):
         """Token ids (..., K) drawn from the decoder at features (..., F); temperature 0: most likely.
 
         Feed the result to the tokenizer's decode() to hear or see what the model predicts.
-        Runs one step (dim -2 of 3-D features) at a time to bound the (N, K, V) table in memory.
+        At temperature 1 the decoder draws group then code (TokenDecoder.sample); any other
+        temperature needs the full (N, K, V) table, built one step (dim -2 of 3-D features)
+        at a time to bound its memory.
         """
-        if features.dim() == 3:
+        if features.dim() == 3 and temperature != 1.0:
             return torch.stack([self.sample_tokens(features[:, j], temperature, generator) for j in range(features.shape[1])], dim=1)
-        return sample_tokens(self.decode(features), temperature, generator)
+        return self.decoder.sample(features, temperature, generator)
 
     def predict_action_rewards_and_continue_logit(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(expected reward of each action taken in this state (..., A), logit of P(episode goes on) (...,))."""

@@ -213,6 +213,34 @@ class TokenDecoder(nn.Module):
         within_lp = F.log_softmax(within.float(), dim=-1).gather(-1, index.reshape(-1, 1)).squeeze(-1)
         return group_lp.gather(-1, group.unsqueeze(-1)).squeeze(-1) + within_lp.view(tokens.shape)
 
+    def sample(self, features: torch.Tensor, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Token ids (..., K) drawn from the categorical at features (..., F); temperature 0: most likely.
+
+        At temperature 1 the draw is exact and hierarchical, as the categorical is built:
+        the group from p(group), then the code from p(code | group), O(sqrt(V)) per token
+        like `token_log_prob`. The full (..., K, V) table `sample_tokens` draws from costs
+        V Gumbel draws and V logits per token: on the eval's completion test (8192 imagined
+        steps of 48 tokens over 1024 codes) that was ~18 s of a ~70 s eval stage. Any other
+        temperature reweights the groups by a sum over all their codes, so it takes the table.
+        """
+        if temperature != 1.0:
+            return sample_tokens(self(features), temperature, generator)
+        slots = self.slot_vectors(features)
+        group_lp = self._group_log_probs(slots)  # (..., K, G)
+        group = (group_lp + gumbel_noise(group_lp.shape, group_lp.device, generator)).argmax(-1)  # (..., K)
+        flat_group = group.reshape(-1)
+        within = self._true_group_logits(slots.reshape(-1, self.slot_dim), flat_group)  # (R, M)
+        slot_ids = torch.arange(self.tokens_per_step, device=group.device).expand_as(group).reshape(-1)
+        within = (within + self.within_bias(slot_ids * self.groups + flat_group) + self.padding[flat_group]).float()
+        index = (within + gumbel_noise(within.shape, within.device, generator)).argmax(-1)
+        return self.code_at_position()[flat_group * self.group_size + index].view(group.shape)
+
+    def code_at_position(self) -> torch.Tensor:
+        """(G * M,) the code id at each layout position (-1 where none sits): code_position's inverse."""
+        codes = torch.full((self.groups * self.group_size,), -1, dtype=torch.long, device=self.code_position.device)
+        codes[self.code_position] = torch.arange(self.vocab_size, device=self.code_position.device)
+        return codes
+
     def _true_group_logits(self, slots: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """slots (R, d) @ within weight[group] (d, M), as one small matmul per group present."""
         weight = self._within_weight()
