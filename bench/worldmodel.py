@@ -6,8 +6,9 @@ Writes JSON: `updates_per_s` and `tokens_per_s` (tokens consumed by the learner:
 updates/s x B x T x K) for the `default` preset on CPU at B=16, T=64; `listen_options`
 with the same for the world-model options the listen_* configs turn on, and
 `listen_options_four_components` for those with the 4-component mixture prior that
-`listen_synthetic` took in sessions 10-13 instead of DreamerV2's one component; `torch_gru` for the default preset with nn.GRUCell
-instead of the LayerNorm cell (`dreamer.gru`); `cuda_large`
+`listen_synthetic` took in sessions 10-13 instead of DreamerV2's one component;
+`torch_gru` for the default preset with nn.GRUCell instead of the LayerNorm cell
+(`dreamer.gru`); `cuda_large`
 with the same for the `large` preset when CUDA is present; RLlib's torch DreamerV3
 learner update on a comparable problem (`rllib_dreamerv3_updates_per_s`, or
 `rllib_dreamerv3_error` with the reason it could not be measured); and, with
