@@ -125,12 +125,8 @@ class WorldModel(nn.Module):
         """Token ids (..., K) drawn from the decoder at features (..., F); temperature 0: most likely.
 
         Feed the result to the tokenizer's decode() to hear or see what the model predicts.
-        At temperature 1 the decoder draws group then code (TokenDecoder.sample); any other
-        temperature needs the full (N, K, V) table, built one step (dim -2 of 3-D features)
-        at a time to bound its memory.
+        TokenDecoder.sample says how (group then code at temperature 1, else the full table).
         """
-        if features.dim() == 3 and temperature != 1.0:
-            return torch.stack([self.sample_tokens(features[:, j], temperature, generator) for j in range(features.shape[1])], dim=1)
         return self.decoder.sample(features, temperature, generator)
 
     def predict_action_rewards_and_continue_logit(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -205,12 +205,7 @@ class TokenDecoder(nn.Module):
         position = self.code_position[tokens]
         group = position // self.group_size
         index = position % self.group_size
-        flat_slots = slots.reshape(-1, self.slot_dim)
-        flat_group = group.reshape(-1)
-        within = self._true_group_logits(flat_slots, flat_group)  # (R, M)
-        slot_ids = torch.arange(self.tokens_per_step, device=tokens.device).expand_as(tokens).reshape(-1)
-        within = within + self.within_bias(slot_ids * self.groups + flat_group) + self.padding[flat_group]
-        within_lp = F.log_softmax(within.float(), dim=-1).gather(-1, index.reshape(-1, 1)).squeeze(-1)
+        within_lp = F.log_softmax(self._within_logits(slots, group), dim=-1).gather(-1, index.reshape(-1, 1)).squeeze(-1)
         return group_lp.gather(-1, group.unsqueeze(-1)).squeeze(-1) + within_lp.view(tokens.shape)
 
     def sample(self, features: torch.Tensor, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -221,25 +216,33 @@ class TokenDecoder(nn.Module):
         like `token_log_prob`. The full (..., K, V) table `sample_tokens` draws from costs
         V Gumbel draws and V logits per token: on the eval's completion test (8192 imagined
         steps of 48 tokens over 1024 codes) that was ~18 s of a ~70 s eval stage. Any other
-        temperature reweights the groups by a sum over all their codes, so it takes the table.
+        temperature reweights the groups by a sum over all their codes, so it takes the table,
+        built one step (dim -2 of 3-D features) at a time to bound its memory.
         """
         if temperature != 1.0:
+            if features.dim() == 3:
+                return torch.stack([self.sample(features[:, j], temperature, generator) for j in range(features.shape[1])], dim=1)
             return sample_tokens(self(features), temperature, generator)
         slots = self.slot_vectors(features)
         group_lp = self._group_log_probs(slots)  # (..., K, G)
         group = (group_lp + gumbel_noise(group_lp.shape, group_lp.device, generator)).argmax(-1)  # (..., K)
-        flat_group = group.reshape(-1)
-        within = self._true_group_logits(slots.reshape(-1, self.slot_dim), flat_group)  # (R, M)
-        slot_ids = torch.arange(self.tokens_per_step, device=group.device).expand_as(group).reshape(-1)
-        within = (within + self.within_bias(slot_ids * self.groups + flat_group) + self.padding[flat_group]).float()
+        within = self._within_logits(slots, group)  # (R, M)
         index = (within + gumbel_noise(within.shape, within.device, generator)).argmax(-1)
-        return self.code_at_position()[flat_group * self.group_size + index].view(group.shape)
+        return self.code_at_position()[group.reshape(-1) * self.group_size + index].view(group.shape)
 
     def code_at_position(self) -> torch.Tensor:
         """(G * M,) the code id at each layout position (-1 where none sits): code_position's inverse."""
         codes = torch.full((self.groups * self.group_size,), -1, dtype=torch.long, device=self.code_position.device)
         codes[self.code_position] = torch.arange(self.vocab_size, device=self.code_position.device)
         return codes
+
+    def _within_logits(self, slots: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """Float logits (R, M) over the codes of one group per token: slots (..., K, d) and the
+        group (..., K) of each token, flattened to R rows; padding positions are -inf."""
+        flat_group = group.reshape(-1)
+        within = self._true_group_logits(slots.reshape(-1, self.slot_dim), flat_group)
+        slot_ids = torch.arange(self.tokens_per_step, device=group.device).expand_as(group).reshape(-1)
+        return (within + self.within_bias(slot_ids * self.groups + flat_group) + self.padding[flat_group]).float()
 
     def _true_group_logits(self, slots: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """slots (R, d) @ within weight[group] (d, M), as one small matmul per group present."""
