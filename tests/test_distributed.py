@@ -401,6 +401,41 @@ def test_a_killed_worker_is_restarted_and_a_rerun_resumes_where_it_stopped(finis
     assert times == sorted(times) and rows[3]["time_s"] > rows[2]["time_s"]  # the clock carries on across the resume
 
 
+def test_runtime_settings_and_an_older_fingerprint_keep_a_run_resumable(finished_stage, tmp_path):
+    """Threads, device and worker processes are left out of the fingerprint; a checkpoint and
+    replay stamped the way runs made before that were (runtime keys hashed) still resume."""
+    from audiodream.dreamer.checkpoint import LATER_RESUME_KEYS, RESUME_KEYS, resume_fingerprint, save_checkpoint
+    from audiodream.pipeline.stages import fingerprint
+
+    cfg, finished_dir, _ = finished_stage
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_dir, run_dir)
+    resumed = tiny_config(run_dir, "dreamer.codebook_tied=true", "dreamer.train_steps=16")
+    legacy = fingerprint(resumed, RESUME_KEYS, LATER_RESUME_KEYS, runtime_keys=())
+    assert legacy != resume_fingerprint(resumed)
+    checkpoint_path = run_dir / "dreamer" / "checkpoint.pt"
+    save_checkpoint(checkpoint_path, {**load_checkpoint(checkpoint_path), "fingerprint": legacy})
+    meta_path = run_dir / "replay" / "meta.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "fingerprint": legacy}))
+    oldest_chunk = min((run_dir / "replay").glob("chunk-*.npz"))
+    oldest_bytes = oldest_chunk.read_bytes()
+
+    summary = DreamerRun(resumed, run_dir, Tracker.disabled(), AudioDreamerParts.from_run(resumed, run_dir)).run()
+    assert summary.resumed_from_step == 12 and summary.step == 16
+    assert json.loads(meta_path.read_text())["fingerprint"] == resume_fingerprint(resumed)  # adopted, not set aside
+    assert oldest_chunk.read_bytes() == oldest_bytes  # the stored steps stay where they were
+    assert load_checkpoint(checkpoint_path)["fingerprint"] == resume_fingerprint(resumed)
+    assert not list(run_dir.glob("*.stale-*"))  # nothing set aside
+
+    elsewhere = tiny_config(run_dir, "dreamer.codebook_tied=true", "dreamer.train_steps=20", "tokenizer.num_threads=3",
+                            "tokenizer.device=cpu", "data.num_workers=1")
+    assert resume_fingerprint(elsewhere) == resume_fingerprint(resumed)
+    summary = DreamerRun(elsewhere, run_dir, Tracker.disabled(), AudioDreamerParts.from_run(elsewhere, run_dir)).run()
+    assert summary.resumed_from_step == 16 and summary.step == 20
+    retrained = tiny_config(run_dir, "dreamer.codebook_tied=true", "tokenizer.steps=7")
+    assert resume_fingerprint(retrained) not in (resume_fingerprint(resumed), legacy)  # a real tokenizer change still counts
+
+
 def test_a_spent_time_budget_ends_training_before_train_steps(finished_stage, tmp_path):
     """Resume the finished run with more updates to do but a budget its clock has already spent."""
     cfg, finished_dir, _ = finished_stage

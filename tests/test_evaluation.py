@@ -294,7 +294,7 @@ def test_gap_closed() -> None:
 def test_replay_episodes_read_back_what_was_stored(listen_run) -> None:
     cfg, run_dir, built = listen_run
     stored = built["episodes"]
-    read = replay_episodes(run_dir / "replay", expected_fingerprint=resume_fingerprint(cfg))
+    read = replay_episodes(run_dir / "replay", accepted_fingerprints=[resume_fingerprint(cfg)])
     assert len(read) == len(stored)
     for got, want in zip(read, stored):
         assert np.array_equal(got["tokens"], want["tokens"]) and np.array_equal(got["actions"], want["actions"])
@@ -302,7 +302,7 @@ def test_replay_episodes_read_back_what_was_stored(listen_run) -> None:
     newest = replay_episodes(run_dir / "replay", max_steps=len(stored[-1]["actions"]))
     assert len(newest) == 1 and np.array_equal(newest[0]["tokens"], stored[-1]["tokens"])
     with pytest.raises(ValueError, match="different"):
-        replay_episodes(run_dir / "replay", expected_fingerprint="not-this-run")
+        replay_episodes(run_dir / "replay", accepted_fingerprints=["not-this-run"])
 
 
 def test_play_episodes_gives_exactly_n_whole_episodes(complete_run) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -10,8 +11,10 @@ from collections import defaultdict
 import pytest
 import yaml
 
+from audiodream.config import load_config
 from audiodream.data.manifest import read_manifest
 from audiodream.pipeline.launch_clock import launch_running, launch_started
+from audiodream.pipeline.stages import DATA_KEYS, fingerprint
 from tests.conftest import REPO
 
 TINY = ["data.synthetic.n_speakers=5", "data.synthetic.utterances_per_speaker=3", "data.num_workers=1", "mlflow.enabled=false"]
@@ -52,6 +55,16 @@ def test_rerun_reuses_a_finished_stage_and_recomputes_after_a_relevant_change(tm
     first_mtime = manifest.stat().st_mtime_ns
     again = launch(*args)
     assert again.returncode == 0 and "reusing" in again.stderr
+    assert manifest.stat().st_mtime_ns == first_mtime
+    # How the stage runs is not what it makes: other worker processes reuse it, and so does a
+    # marker stamped the way runs made before that were (runtime keys hashed too).
+    other_machine = launch(*args, "data.num_workers=2")
+    assert other_machine.returncode == 0 and "reusing" in other_machine.stderr
+    marker = run_dir / "data" / "stage.json"
+    legacy = fingerprint(load_config(["dreamer_audio"], args[2:]), DATA_KEYS, runtime_keys=())
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "fingerprint": legacy}))
+    older_marker = launch(*args)
+    assert older_marker.returncode == 0 and "reusing" in older_marker.stderr
     assert manifest.stat().st_mtime_ns == first_mtime
     changed = launch(*args[:-1], "data.min_duration_s=0.6", "mlflow.enabled=false")
     assert changed.returncode == 0 and "reusing" not in changed.stderr

@@ -19,7 +19,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Collection, Iterator, Mapping
 
 import numpy as np
 
@@ -57,6 +57,27 @@ def mismatch_reason(directory: Path | str, meta: Mapping[str, Any]) -> str | Non
     )
 
 
+def adopt_fingerprint(directory: Path | str, accepted: Collection[str], current: str) -> bool:
+    """Rewrite `meta.json`'s fingerprint to `current` when it is another of the `accepted` ones
+    (the same config's, hashed as an older version did), so the data loads as this run's.
+    True if it did."""
+    path = Path(directory) / META_FILE
+    if not path.is_file():
+        return False
+    meta = json.loads(path.read_text())
+    if meta.get("fingerprint") == current or meta.get("fingerprint") not in accepted:
+        return False
+    _write_meta(path, {**meta, "fingerprint": current})
+    return True
+
+
+def _write_meta(path: Path, meta: Mapping[str, Any]) -> None:
+    """Through a temporary name and a rename, as the chunks are: a kill never leaves half a meta.json."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
 class ChunkStore:
     def __init__(self, directory: Path | str, meta: Mapping[str, Any]) -> None:
         self.directory = Path(directory)
@@ -71,11 +92,8 @@ class ChunkStore:
         reason = mismatch_reason(self.directory, self.meta)
         if reason:
             raise ReplayStoreMismatch(reason)
-        if path.is_file():
-            return
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.meta, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        if not path.is_file():
+            _write_meta(path, self.meta)
 
     def _scan(self) -> list[StoredChunk]:
         found = []

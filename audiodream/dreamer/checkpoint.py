@@ -16,12 +16,12 @@ import logging
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Collection, Mapping, Optional
 
 import torch
 
 from audiodream.config.schema import Config
-from audiodream.pipeline.stages import TOKENIZER_KEYS, fingerprint
+from audiodream.pipeline.stages import TOKENIZER_KEYS, accepted_fingerprints, fingerprint
 from audiodream.worldmodel.sizes import LATER_SPEC_KEYS, SIZE_KEYS
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,14 @@ LATER_RESUME_KEYS: dict[str, object] = {f"dreamer.{key}": value for key, value i
 
 
 def resume_fingerprint(cfg: Config) -> str:
+    """What this version writes into checkpoints and replay meta."""
     return fingerprint(cfg, RESUME_KEYS, LATER_RESUME_KEYS)
+
+
+def resume_fingerprints(cfg: Config) -> tuple[str, str]:
+    """The fingerprints a checkpoint or replay of this config may carry: this version's, and
+    that of a run made while the runtime keys (stages.RUNTIME_KEYS) were still hashed."""
+    return accepted_fingerprints(cfg, RESUME_KEYS, LATER_RESUME_KEYS)
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
@@ -77,13 +84,14 @@ def set_aside(path: Path, why: str) -> Path:
     return target
 
 
-def resumable_checkpoint(dreamer_dir: Path, expected_fingerprint: str) -> Optional[dict[str, Any]]:
-    """The checkpoint in `dreamer_dir` if it belongs to this config; a stale folder is set aside."""
+def resumable_checkpoint(dreamer_dir: Path, accepted: Collection[str]) -> Optional[dict[str, Any]]:
+    """The checkpoint in `dreamer_dir` if it carries one of the `accepted` fingerprints
+    (`resume_fingerprints`); a stale folder is set aside."""
     path = dreamer_dir / CHECKPOINT_FILE
     if not path.is_file():
         return None
     state = load_checkpoint(path)
-    if state.get("fingerprint") != expected_fingerprint:
+    if state.get("fingerprint") not in accepted:
         set_aside(dreamer_dir, f"{path} was made with a different tokenizer/env/model config")
         return None
     return state

@@ -40,9 +40,9 @@ from audiodream.distributed.handles import Shared
 from audiodream.distributed.learner import LearnerSettings
 from audiodream.distributed.parts import DreamerParts
 from audiodream.distributed.ratio import TrainRatio
-from audiodream.distributed.replay_store import mismatch_reason
+from audiodream.distributed.replay_store import adopt_fingerprint, mismatch_reason
 from audiodream.distributed.worker import WorkerSettings
-from audiodream.dreamer.checkpoint import CHECKPOINT_FILE, resumable_checkpoint, resume_fingerprint, save_checkpoint, set_aside
+from audiodream.dreamer.checkpoint import CHECKPOINT_FILE, resumable_checkpoint, resume_fingerprint, resume_fingerprints, save_checkpoint, set_aside
 from audiodream.dreamer.metrics_log import METRICS_FILE, MetricsLog
 from audiodream.dreamer.rows import build_row
 from audiodream.pipeline import launch_clock
@@ -149,9 +149,12 @@ class DreamerRun:
     # -- set-up -----------------------------------------------------------------------------
 
     def _resume_state(self) -> Optional[dict[str, Any]]:
-        checkpoint = resumable_checkpoint(self.dreamer_dir, self.fingerprint)
+        accepted = resume_fingerprints(self.cfg)
+        checkpoint = resumable_checkpoint(self.dreamer_dir, accepted)
         if checkpoint is not None:
             checkpoint = self._checkpoint_that_fits(checkpoint)
+        if adopt_fingerprint(self.replay_dir, accepted, self.fingerprint):
+            log.info("replay: %s was stored under this config's older fingerprint; it now carries this version's", self.replay_dir)
         meta = {"tokens_per_step": self.parts.tokens_per_step, "vocab_size": self.parts.vocab_size, "n_actions": self.parts.n_actions, "fingerprint": self.fingerprint}
         reason = mismatch_reason(self.replay_dir, meta)
         if reason:

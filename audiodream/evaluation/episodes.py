@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Collection, Optional, Sequence
 
 import numpy as np
 import torch
@@ -142,12 +142,13 @@ def read_replay_meta(replay_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def replay_episodes(replay_dir: Path, max_steps: Optional[int] = None, expected_fingerprint: Optional[str] = None) -> list[Episode]:
+def replay_episodes(replay_dir: Path, max_steps: Optional[int] = None, accepted_fingerprints: Optional[Collection[str]] = None) -> list[Episode]:
     """The stored training segments (one per episode, or per stored piece of a long one), newest
-    `max_steps` steps at most, oldest first; tokens unpacked to (T, K) int64."""
+    `max_steps` steps at most, oldest first; tokens unpacked to (T, K) int64. With
+    `accepted_fingerprints` (checkpoint.resume_fingerprints), data of another config is refused."""
     replay_dir = Path(replay_dir)
     meta = read_replay_meta(replay_dir)
-    if expected_fingerprint is not None and meta.get("fingerprint") != expected_fingerprint:
+    if accepted_fingerprints is not None and meta.get("fingerprint") not in accepted_fingerprints:
         raise ValueError(f"{replay_dir}: replay data was made under a different tokenizer/env/model config than this one")
     packer = TokenPacker(int(meta["tokens_per_step"]), int(meta["vocab_size"]))
     files = sorted(p for p in replay_dir.iterdir() if CHUNK_PATTERN.match(p.name))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from audiodream.config.schema import Config, EvalConfig
-from audiodream.dreamer.checkpoint import resume_fingerprint
+from audiodream.dreamer.checkpoint import resume_fingerprints
 from audiodream.evaluation.episodes import Episode, replay_episodes, total_steps
 from audiodream.evaluation.returns import play_in_env
 from audiodream.worldmodel import WorldModel, evaluate_world_model
@@ -53,7 +53,7 @@ def training_episodes(cfg: Config, run_dir: Path, tokenizer_path: Path, behaviou
     """(episodes to fit the baselines on, where they came from)."""
     replay_dir = Path(run_dir) / "replay"
     if (replay_dir / "meta.json").is_file():
-        episodes = replay_episodes(replay_dir, BASELINE_FIT_STEPS, expected_fingerprint=resume_fingerprint(cfg))
+        episodes = replay_episodes(replay_dir, BASELINE_FIT_STEPS, accepted_fingerprints=resume_fingerprints(cfg))
         if episodes:
             return episodes, f"replay ({total_steps(episodes)} training steps in {replay_dir})"
     n = FALLBACK_TRAIN_EPISODES_PER_TEST_EPISODE * cfg.eval.episodes

@@ -17,7 +17,7 @@ import torch
 
 from audiodream.agent import Actor, AgentPolicy
 from audiodream.config.schema import Config
-from audiodream.dreamer.checkpoint import CHECKPOINT_FILE, LATER_RESUME_KEYS, load_checkpoint, resume_fingerprint
+from audiodream.dreamer.checkpoint import CHECKPOINT_FILE, LATER_RESUME_KEYS, load_checkpoint, resume_fingerprints
 from audiodream.errors import MissingStageOutput
 from audiodream.tokenizer.model import Tokenizer
 from audiodream.tokenizer.stage import require_tokenizer_checkpoint
@@ -80,7 +80,7 @@ def load_trained_run(cfg: Config, run_dir: Path, device: torch.device | str = "c
     if not ckpt_path.is_file():
         raise MissingStageOutput(f"{ckpt_path}: dreamer checkpoint not found; run the dreamer stage first (run.stages=[..., dreamer, eval])")
     state = load_checkpoint(ckpt_path)
-    if state.get("fingerprint") != resume_fingerprint(cfg):
+    if state.get("fingerprint") not in resume_fingerprints(cfg):
         raise ValueError(
             f"{ckpt_path}: made with different corpus/features/tokenizer/env/model settings than this config; "
             f"evaluate it with the config it was trained with ({run_dir / 'config.yaml'}); a run made before "

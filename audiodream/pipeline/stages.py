@@ -3,7 +3,8 @@
 A stage's outputs are reused when `run.dir/<stage>/stage.json` records the same
 fingerprint (hash of the config keys the stage depends on): re-running a command, or
 adding a later stage to `run.stages`, never recomputes what is already there, while a
-changed tokenizer setting does retrain the tokenizer (and everything after it).
+changed tokenizer setting does retrain the tokenizer (and everything after it). Settings
+of how a stage runs (RUNTIME_KEYS: threads, device, worker processes) are not hashed.
 """
 
 from __future__ import annotations
@@ -68,14 +69,32 @@ def _select(tree: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def fingerprint(cfg: Config, keys: tuple[str, ...], later_keys: Mapping[str, Any] = MappingProxyType({})) -> str:
-    """Hash of the values of `keys`. A key of `later_keys` (key -> the value runs made before
-    it had) counts only when its value differs from that one: a key added after runs existed
-    then leaves their fingerprints as they were."""
+# Keys inside fingerprinted sections that say how a stage runs, not what it makes: changing
+# them (more threads on a bigger machine, the tokenizer on a GPU) must neither retrain a stage
+# nor set a killed run's checkpoint and replay aside.
+RUNTIME_KEYS: tuple[str, ...] = ("data.num_workers", "tokenizer.device", "tokenizer.num_threads")
+
+
+def fingerprint(
+    cfg: Config, keys: tuple[str, ...], later_keys: Mapping[str, Any] = MappingProxyType({}), runtime_keys: tuple[str, ...] = RUNTIME_KEYS
+) -> str:
+    """Hash of the values of `keys`, leaving out `runtime_keys`. A key of `later_keys` (key ->
+    the value runs made before it had) counts only when its value differs from that one: a
+    key added after runs existed then leaves their fingerprints as they were."""
     tree = asdict(cfg)
+    for dotted in runtime_keys:
+        *parents, leaf = dotted.split(".")
+        _select(tree, ".".join(parents)).pop(leaf)
     picked = {k: _select(tree, k) for k in keys}
     picked.update({k: value for k, old in later_keys.items() if (value := _select(tree, k)) != old})
     return hashlib.sha1(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def accepted_fingerprints(cfg: Config, keys: tuple[str, ...], later_keys: Mapping[str, Any] = MappingProxyType({})) -> tuple[str, str]:
+    """This version's fingerprint, then the one outputs made before RUNTIME_KEYS were left out
+    carry (they hashed those keys too): such outputs still match a config with the values
+    they were made with."""
+    return fingerprint(cfg, keys, later_keys), fingerprint(cfg, keys, later_keys, runtime_keys=())
 
 
 def marker_path(run_dir: Path, stage: Stage) -> Path:
@@ -86,7 +105,7 @@ def is_done(cfg: Config, run_dir: Path, stage: Stage) -> bool:
     marker = marker_path(run_dir, stage)
     if not stage.reusable or not marker.is_file():
         return False
-    return json.loads(marker.read_text()).get("fingerprint") == fingerprint(cfg, stage.depends_on)
+    return json.loads(marker.read_text()).get("fingerprint") in accepted_fingerprints(cfg, stage.depends_on)
 
 
 def mark_done(cfg: Config, run_dir: Path, stage: Stage, seconds: float) -> None:
