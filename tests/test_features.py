@@ -7,6 +7,7 @@ import librosa
 
 from audiodream.config.schema import FeaturesConfig
 from audiodream.features import AudioReadError, LogMelExtractor, MelInverter, load_audio, write_wav
+from audiodream.features.audio_io import write_pcm16
 from tests.audio_fixtures import voiced_tone
 
 
@@ -58,6 +59,19 @@ def test_log_mel_matches_librosa():
     ref = librosa.feature.melspectrogram(y=wave, sr=16000, n_fft=1024, hop_length=160, n_mels=80, fmax=8000, center=True, pad_mode="constant")
     ref = np.log(ref[:, : ours.shape[1]] + cfg.log_floor)
     assert np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.999
+
+
+def test_wavs_written_in_memory_match_libsndfile_and_scale_only_when_clipping(tmp_path):
+    audio = 0.5 * voiced_tone(16000, 0.5)
+    ours = write_pcm16(tmp_path / "ours.wav", audio, 16000)
+    sf.write(tmp_path / "direct.wav", audio, 16000, subtype="PCM_16", format="WAV")
+    assert ours.read_bytes() == (tmp_path / "direct.wav").read_bytes()
+    info = sf.info(ours)
+    assert (info.samplerate, info.frames, info.subtype) == (16000, len(audio), "PCM_16")
+    loud, _ = sf.read(write_wav(tmp_path / "loud.wav", 4.0 * audio, 16000))
+    quiet, _ = sf.read(write_wav(tmp_path / "quiet.wav", audio, 16000))
+    assert np.abs(loud).max() == pytest.approx(0.99, abs=1e-3)
+    assert np.abs(quiet - audio).max() < 1.0 / 2**15
 
 
 def test_griffin_lim_round_trip_correlates(tmp_path):

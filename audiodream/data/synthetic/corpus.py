@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
 from audiodream.config.schema import SyntheticCorpusConfig
 from audiodream.data.synthetic.grammar import SYLLABLES, SyllableGrammar
 from audiodream.data.synthetic.synth import FormantSynth, sample_voice
+from audiodream.features.audio_io import write_pcm16
 
 LABELS_FILE = "labels.jsonl"
 SPEAKERS_FILE = "speakers.json"
@@ -150,7 +150,7 @@ def _synthesise_speaker(job: _SpeakerJob) -> tuple[str, dict[str, Any], list[dic
         syllables = grammar.sample_utterance(rng, n_syllables)
         audio = synth.utterance(syllables, voice, rng)
         relative = f"{speaker}/{speaker}_{number:03d}.wav"
-        sf.write(Path(job.out_dir) / relative, audio, job.sample_rate, subtype="PCM_16", format="WAV")
+        write_pcm16(Path(job.out_dir) / relative, audio, job.sample_rate)
         records.append(_label_record(relative, speaker, syllables, job.samples_per_syllable / job.sample_rate))
     return speaker, dataclasses.asdict(voice), records
 
