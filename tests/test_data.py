@@ -11,6 +11,7 @@ import soundfile as sf
 from audiodream.config import load_config
 from audiodream.data.manifest import read_manifest
 from audiodream.data.records import CorpusError
+from audiodream.data.feature_cache import feature_config_hash
 from audiodream.data.split import assign_splits
 from audiodream.data.stage import DataPaths, load_split_features, run_data_stage
 from tests.audio_fixtures import voiced_tone, write_mixed_folder
@@ -85,6 +86,18 @@ def test_min_duration_filter_and_feature_cache_reuse(tmp_path):
     mtimes = [p.stat().st_mtime_ns for p in cache_files]
     run_data_stage(cfg, run_dir)
     assert [p.stat().st_mtime_ns for p in sorted(DataPaths.of(run_dir).feature_root.rglob("*.npz"))] == mtimes
+    # Griffin-Lim settings change no features: the same cache serves them, and so does a cache
+    # folder named the way earlier versions did (render settings hashed too).
+    rendered_otherwise = _cfg(run_dir, "data.source=folder", f"data.path={corpus}", "data.min_duration_s=0.5",
+                              "features.griffin_lim_iters=8", "features.griffin_lim_momentum=0.5")
+    train = [m.mel for _, m in load_split_features(cfg, run_dir, "train")]
+    other = [m.mel for _, m in load_split_features(rendered_otherwise, run_dir, "train")]
+    assert train and len(other) == len(train) and all(np.array_equal(a, b) for a, b in zip(train, other))
+    cache_dir = DataPaths.of(run_dir).feature_root / feature_config_hash(cfg.features)
+    cache_dir.rename(cache_dir.with_name(feature_config_hash(cfg.features, with_render_fields=True)))
+    assert len(load_split_features(cfg, run_dir, "train")) == len(train)
+    with pytest.raises(FileNotFoundError):  # an older cache only matches the settings it was made with
+        load_split_features(rendered_otherwise, run_dir, "train")
     # A different feature config gets its own cache directory.
     run_data_stage(_cfg(run_dir, "data.source=folder", f"data.path={corpus}", "features.n_mels=40"), run_dir)
     assert len([d for d in DataPaths.of(run_dir).feature_root.iterdir() if d.is_dir()]) == 2

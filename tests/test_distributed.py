@@ -402,7 +402,7 @@ def test_a_killed_worker_is_restarted_and_a_rerun_resumes_where_it_stopped(finis
 
 
 def test_runtime_settings_and_an_older_fingerprint_keep_a_run_resumable(finished_stage, tmp_path):
-    """Threads, device and worker processes are left out of the fingerprint; a checkpoint and
+    """Threads, device, worker processes and Griffin-Lim settings are left out of the fingerprint; a checkpoint and
     replay stamped the way runs made before that were (runtime keys hashed) still resume."""
     from audiodream.dreamer.checkpoint import LATER_RESUME_KEYS, RESUME_KEYS, resume_fingerprint, save_checkpoint
     from audiodream.pipeline.stages import fingerprint
@@ -411,7 +411,7 @@ def test_runtime_settings_and_an_older_fingerprint_keep_a_run_resumable(finished
     run_dir = tmp_path / "run"
     shutil.copytree(finished_dir, run_dir)
     resumed = tiny_config(run_dir, "dreamer.codebook_tied=true", "dreamer.train_steps=16")
-    legacy = fingerprint(resumed, RESUME_KEYS, LATER_RESUME_KEYS, runtime_keys=())
+    legacy = fingerprint(resumed, RESUME_KEYS, LATER_RESUME_KEYS, left_out=())
     assert legacy != resume_fingerprint(resumed)
     checkpoint_path = run_dir / "dreamer" / "checkpoint.pt"
     save_checkpoint(checkpoint_path, {**load_checkpoint(checkpoint_path), "fingerprint": legacy})
@@ -428,7 +428,7 @@ def test_runtime_settings_and_an_older_fingerprint_keep_a_run_resumable(finished
     assert not list(run_dir.glob("*.stale-*"))  # nothing set aside
 
     elsewhere = tiny_config(run_dir, "dreamer.codebook_tied=true", "dreamer.train_steps=20", "tokenizer.num_threads=3",
-                            "tokenizer.device=cpu", "data.num_workers=1")
+                            "tokenizer.device=cpu", "data.num_workers=1", "features.griffin_lim_iters=8")
     assert resume_fingerprint(elsewhere) == resume_fingerprint(resumed)
     summary = DreamerRun(elsewhere, run_dir, Tracker.disabled(), AudioDreamerParts.from_run(elsewhere, run_dir)).run()
     assert summary.resumed_from_step == 16 and summary.step == 20

@@ -8,6 +8,9 @@ the formats a real run leaves behind.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import json
 import math
 from pathlib import Path
@@ -161,6 +164,21 @@ def test_eval_writes_ce_by_horizon_and_baselines_for_every_horizon(listen_run) -
     assert metrics["completion_prompts"] == 3 and metrics["completion_samples"] == 8
     assert "test-split utterances" in metrics["completion_source"]
     assert metrics["classifier_accuracy_real"] > 1 / 24  # fitted on train chunks, scored on held-out voices
+
+
+def test_other_griffin_lim_settings_re_render_a_trained_run_without_retraining_it(listen_run, tmp_path) -> None:
+    """Griffin-Lim settings change how mel becomes sound only: the run's checkpoint, tokenizer
+    and cached features are accepted, and the eval's predictions are those it made before."""
+    cfg, run_dir, _ = listen_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "eval")
+    rendered_otherwise = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, griffin_lim_iters=4, griffin_lim_momentum=0.5))
+    eval_stage(rendered_otherwise, copy, Tracker.disabled())
+    before = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    after = json.loads((copy / "eval" / "metrics.json").read_text())
+    assert after["ce_by_horizon"] == before["ce_by_horizon"] and after["step"] == before["step"]
+    assert sorted(p.name for p in (copy / "eval" / "samples").glob("*.wav")) == sorted(p.name for p in (run_dir / "eval" / "samples").glob("*.wav"))
 
 
 def test_eval_scores_the_moving_average_the_learner_kept(listen_run) -> None:

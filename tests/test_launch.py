@@ -14,7 +14,7 @@ import yaml
 from audiodream.config import load_config
 from audiodream.data.manifest import read_manifest
 from audiodream.pipeline.launch_clock import launch_running, launch_started
-from audiodream.pipeline.stages import DATA_KEYS, fingerprint
+from audiodream.pipeline.stages import DATA_KEYS, RUNTIME_KEYS, STAGES, fingerprint, is_done, mark_done
 from tests.conftest import REPO
 
 TINY = ["data.synthetic.n_speakers=5", "data.synthetic.utterances_per_speaker=3", "data.num_workers=1", "mlflow.enabled=false"]
@@ -56,19 +56,32 @@ def test_rerun_reuses_a_finished_stage_and_recomputes_after_a_relevant_change(tm
     again = launch(*args)
     assert again.returncode == 0 and "reusing" in again.stderr
     assert manifest.stat().st_mtime_ns == first_mtime
-    # How the stage runs is not what it makes: other worker processes reuse it, and so does a
-    # marker stamped the way runs made before that were (runtime keys hashed too).
-    other_machine = launch(*args, "data.num_workers=2")
+    # How the stage runs is not what it makes: other worker processes or Griffin-Lim settings
+    # reuse it, and so do markers stamped the ways earlier versions did (runtime keys, and
+    # then the Griffin-Lim settings, hashed too).
+    other_machine = launch(*args, "data.num_workers=2", "features.griffin_lim_iters=8")
     assert other_machine.returncode == 0 and "reusing" in other_machine.stderr
     marker = run_dir / "data" / "stage.json"
-    legacy = fingerprint(load_config(["dreamer_audio"], args[2:]), DATA_KEYS, runtime_keys=())
-    marker.write_text(json.dumps({**json.loads(marker.read_text()), "fingerprint": legacy}))
-    older_marker = launch(*args)
-    assert older_marker.returncode == 0 and "reusing" in older_marker.stderr
+    for left_out in (RUNTIME_KEYS, ()):
+        earlier = fingerprint(load_config(["dreamer_audio"], args[2:]), DATA_KEYS, left_out=left_out)
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "fingerprint": earlier}))
+        older_marker = launch(*args)
+        assert older_marker.returncode == 0 and "reusing" in older_marker.stderr
     assert manifest.stat().st_mtime_ns == first_mtime
     changed = launch(*args[:-1], "data.min_duration_s=0.6", "mlflow.enabled=false")
     assert changed.returncode == 0 and "reusing" not in changed.stderr
     assert manifest.stat().st_mtime_ns != first_mtime
+
+
+def test_griffin_lim_settings_count_only_for_stages_that_render_sound(tmp_path):
+    made = load_config(["dreamer_audio"], [])
+    for name in ("data", "tokenizer", "dreamer", "eval"):
+        mark_done(made, tmp_path, STAGES[name], 1.0)
+    for key, value in (("features.griffin_lim_iters", "8"), ("features.griffin_lim_momentum", "0.5")):
+        rendered_otherwise = load_config(["dreamer_audio"], [f"{key}={value}"])
+        assert [is_done(rendered_otherwise, tmp_path, STAGES[n]) for n in ("data", "tokenizer", "dreamer", "eval")] == [True, True, True, False]
+    featurised_otherwise = load_config(["dreamer_audio"], ["features.n_mels=64"])
+    assert not any(is_done(featurised_otherwise, tmp_path, STAGES[n]) for n in ("data", "tokenizer", "dreamer", "eval"))
 
 
 def test_a_bad_corpus_path_is_one_clear_line_and_exit_2(tmp_path):

@@ -44,6 +44,12 @@ class DataConfig:
     synthetic: SyntheticCorpusConfig = field(default_factory=SyntheticCorpusConfig)
 
 
+# FeaturesConfig fields that only say how a mel spectrogram is turned back into sound: they
+# change no features, so features, a tokenizer, a stage's outputs or a checkpoint made with
+# other values still fit (data/feature_cache.py, tokenizer/model.py, pipeline/stages.py).
+FEATURE_RENDER_FIELDS: tuple[str, ...] = ("griffin_lim_iters", "griffin_lim_momentum")
+
+
 @dataclass
 class FeaturesConfig:
     sample_rate: int = 16000

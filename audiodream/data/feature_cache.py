@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from audiodream.config.schema import FeaturesConfig
+from audiodream.config.schema import FEATURE_RENDER_FIELDS, FeaturesConfig
 from audiodream.features.audio_io import AudioReadError, load_audio
 from audiodream.features.logmel import LogMelExtractor, NormalizedMel
 
@@ -39,8 +39,14 @@ class CachedClip:
     error: str | None = None
 
 
-def feature_config_hash(cfg: FeaturesConfig) -> str:
-    return hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+def feature_config_hash(cfg: FeaturesConfig, with_render_fields: bool = False) -> str:
+    """Names the cache folder. The Griffin-Lim settings (FEATURE_RENDER_FIELDS) change no
+    features and are left out; caches made before that hashed them (`with_render_fields`)."""
+    values = asdict(cfg)
+    if not with_render_fields:
+        for name in FEATURE_RENDER_FIELDS:
+            values.pop(name)
+    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def clip_key(path: Path) -> str:
@@ -53,6 +59,9 @@ class FeatureCache:
     def __init__(self, root: Path, cfg: FeaturesConfig):
         self.cfg = cfg
         self.dir = Path(root) / feature_config_hash(cfg)
+        older = Path(root) / feature_config_hash(cfg, with_render_fields=True)
+        if not self.dir.is_dir() and older.is_dir():
+            self.dir = older  # a run's cache from before the render fields were left out
 
     def file_for(self, key: str) -> Path:
         return self.dir / f"{key}.npz"

@@ -52,9 +52,10 @@ def resume_fingerprint(cfg: Config) -> str:
     return fingerprint(cfg, RESUME_KEYS, LATER_RESUME_KEYS)
 
 
-def resume_fingerprints(cfg: Config) -> tuple[str, str]:
+def resume_fingerprints(cfg: Config) -> tuple[str, ...]:
     """The fingerprints a checkpoint or replay of this config may carry: this version's, and
-    that of a run made while the runtime keys (stages.RUNTIME_KEYS) were still hashed."""
+    those of runs made while the Griffin-Lim settings (stages.RENDER_KEYS), and before that the
+    runtime keys (stages.RUNTIME_KEYS), were still hashed."""
     return accepted_fingerprints(cfg, RESUME_KEYS, LATER_RESUME_KEYS)
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audiodream.config.schema import FeaturesConfig, TokenizerConfig
+from audiodream.config.schema import FEATURE_RENDER_FIELDS, FeaturesConfig, TokenizerConfig
 from audiodream.tokenizer.geometry import TokenGeometry
 from audiodream.tokenizer.networks import ChunkDecoder, ChunkEncoder
 from audiodream.tokenizer.quantizer import NormalizedVectorQuantizer
@@ -79,7 +79,9 @@ class TokenizerOutput:
 
 
 def feature_differences(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    keys = sorted(set(stored) | set(given))
+    """Feature settings that differ, leaving out the Griffin-Lim ones (FEATURE_RENDER_FIELDS):
+    they change how mel is turned into sound, not the features a tokenizer was trained on."""
+    keys = sorted((set(stored) | set(given)) - set(FEATURE_RENDER_FIELDS))
     return {k: (stored.get(k), given.get(k)) for k in keys if stored.get(k) != given.get(k)}
 
 
