@@ -9,10 +9,9 @@ the formats a real run leaves behind.
 from __future__ import annotations
 
 import dataclasses
-import shutil
-
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np

@@ -39,10 +39,6 @@ class Stage:
     reusable: bool = True
     renders: bool = False  # its outputs are sound made with RENDER_KEYS, so its fingerprint counts them
 
-    @property
-    def left_out(self) -> tuple[str, ...]:
-        return left_out_keys(self.renders)
-
     def load(self) -> Callable[..., Any]:
         module_name, func_name = self.entry_point.split(":")
         return getattr(importlib.import_module(module_name), func_name)
@@ -131,4 +127,4 @@ def is_done(cfg: Config, run_dir: Path, stage: Stage) -> bool:
 def mark_done(cfg: Config, run_dir: Path, stage: Stage, seconds: float) -> None:
     marker = marker_path(run_dir, stage)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"fingerprint": fingerprint(cfg, stage.depends_on, left_out=stage.left_out), "seconds": round(seconds, 2)}))
+    marker.write_text(json.dumps({"fingerprint": fingerprint(cfg, stage.depends_on, left_out=left_out_keys(stage.renders)), "seconds": round(seconds, 2)}))
