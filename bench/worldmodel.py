@@ -4,9 +4,10 @@
 
 Writes JSON: `updates_per_s` and `tokens_per_s` (tokens consumed by the learner:
 updates/s x B x T x K) for the `default` preset on CPU at B=16, T=64; `listen_options`
-with the same for the world-model options the listen_* configs turn on, and
-`listen_options_four_components` for those with the 4-component mixture prior that
-`listen_synthetic` took in sessions 10-13 instead of DreamerV2's one component;
+with the same for the world-model options `listen_synthetic` turns on (codebook-tied, 4
+mixture components, kl_balance 1, the weight average, scheduled sampling) at its 24 tokens
+a step (tokenizer groups 6 x code_dim 8), and `listen_options_one_component` for those
+with DreamerV2's one-component prior (the config in sessions 14-16);
 `torch_gru` for the default preset with nn.GRUCell instead of the LayerNorm cell
 (`dreamer.gru`); `cuda_large`
 with the same for the `large` preset when CUDA is present; RLlib's torch DreamerV3
@@ -44,23 +45,39 @@ def load_avg() -> float:
     return float(os.getloadavg()[0])
 
 
-def toy_data(seed: int) -> tuple[ToyTokenSource, list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
-    source = ToyTokenSource(tokens_per_step=K, vocab_size=V, n_actions=N_ACTIONS, seed=seed)
+def toy_data(seed: int, tokens_per_step: int = K) -> tuple[ToyTokenSource, list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    source = ToyTokenSource(tokens_per_step=tokens_per_step, vocab_size=V, n_actions=N_ACTIONS, seed=seed)
     return source, source.episodes(600, 16, 40, seed=seed + 1), source.episodes(64, 24, 40, seed=seed + 2)
 
 
-# The world-model options the listen_* configs turn on (README "World model"): same sizes.
-LISTEN_OPTIONS: dict[str, Any] = {"codebook_tied": True, "prior_sample_prob": 0.15, "model_ema_decay": 0.99}
+# The world-model options and token shape of listen_synthetic (README "World model"): same sizes.
+LISTEN_OPTIONS: dict[str, Any] = {
+    "codebook_tied": True,
+    "prior_sample_prob": 0.15,
+    "model_ema_decay": 0.99,
+    "kl_balance": 1.0,
+    "prior_components": 4,
+}
+LISTEN_TOKENS = {"tokens_per_step": 24, "code_dim": 8}
 
 
-def measure_throughput(preset: str, device: str, batch_size: int, seq_len: int, updates: int, warmup: int, **options: Any) -> dict[str, Any]:
+def measure_throughput(
+    preset: str,
+    device: str,
+    batch_size: int,
+    seq_len: int,
+    updates: int,
+    warmup: int,
+    tokens_per_step: int = K,
+    code_dim: int = TokenizerConfig().code_dim,
+    **options: Any,
+) -> dict[str, Any]:
     """Updates/s of one world-model trainer; `options`: extra DreamerConfig keys (a codebook-tied
-    model gets a random unit codebook of the tokenizer's default shape)."""
-    _, train, _ = toy_data(0)
+    model gets a random unit codebook of `code_dim`)."""
+    _, train, _ = toy_data(0, tokens_per_step)
     sampler = ToySequenceSampler(train, seed=0)
-    code_dim = TokenizerConfig().code_dim
     codebook = torch.nn.functional.normalize(torch.randn(V, code_dim, generator=torch.Generator().manual_seed(0)), dim=-1)
-    trainer = WorldModelTrainer.from_config(DreamerConfig(preset=preset, **options), K, V, N_ACTIONS, device=device, codebook=codebook)
+    trainer = WorldModelTrainer.from_config(DreamerConfig(preset=preset, **options), tokens_per_step, V, N_ACTIONS, device=device, codebook=codebook)
     batches = [sampler.sample(batch_size, seq_len) for _ in range(4)]
     for i in range(warmup):
         trainer.train_step(batches[i % len(batches)])
@@ -75,7 +92,8 @@ def measure_throughput(preset: str, device: str, batch_size: int, seq_len: int, 
     ups = updates / seconds
     return {
         "updates_per_s": ups,
-        "tokens_per_s": ups * batch_size * seq_len * K,
+        "tokens_per_s": ups * batch_size * seq_len * tokens_per_step,
+        "tokens_per_step": tokens_per_step,
         "env_steps_per_s": ups * batch_size * seq_len,
         "preset": preset,
         "device": str(trainer.device),
@@ -187,9 +205,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     result: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     result.update(measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup))
-    result["listen_options"] = measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **LISTEN_OPTIONS)
-    result["listen_options_four_components"] = measure_throughput(
-        "default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **{**LISTEN_OPTIONS, "prior_components": 4}
+    result["listen_options"] = measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **LISTEN_TOKENS, **LISTEN_OPTIONS)
+    result["listen_options_one_component"] = measure_throughput(
+        "default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, **LISTEN_TOKENS, **{**LISTEN_OPTIONS, "prior_components": 1}
     )
     result["torch_gru"] = measure_throughput("default", "cpu", args.batch_size, args.seq_len, args.updates, args.warmup, gru="torch")
     if torch.cuda.is_available():

@@ -161,6 +161,8 @@ def test_eval_writes_ce_by_horizon_and_baselines_for_every_horizon(listen_run) -
                 "completion_mode_mass", "completion_rest_of_support_mass"):
         assert _finite(metrics[key]) and 0.0 <= metrics[key] <= 1.0, key
     assert metrics["completion_prompts"] == 3 and metrics["completion_samples"] == 8
+    assert metrics["completion_token_temperature"] == 1.0 and metrics["completion_latent_temperature"] == 1.0
+    assert not [key for key in metrics if key.endswith("_temperature_1")]  # drawn at 1 already
     assert "test-split utterances" in metrics["completion_source"]
     assert metrics["classifier_accuracy_real"] > 1 / 24  # fitted on train chunks, scored on held-out voices
 
@@ -178,6 +180,27 @@ def test_other_griffin_lim_settings_re_render_a_trained_run_without_retraining_i
     after = json.loads((copy / "eval" / "metrics.json").read_text())
     assert after["ce_by_horizon"] == before["ce_by_horizon"] and after["step"] == before["step"]
     assert sorted(p.name for p in (copy / "eval" / "samples").glob("*.wav")) == sorted(p.name for p in (run_dir / "eval" / "samples").glob("*.wav"))
+
+
+def test_imagining_at_other_temperatures_reports_the_figures_at_1_beside_them(listen_run, tmp_path) -> None:
+    """eval.token_temperature / latent_temperature change how completion and dreams draw
+    imagined steps, not the model's CE; the completion figures at temperature 1 (the same
+    prompts, seed and draws as a run at 1) are reported beside the ones at the config's."""
+    cfg, run_dir, _ = listen_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "eval")
+    sharp = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, token_temperature=0.0, latent_temperature=0.0))
+    eval_stage(sharp, copy, Tracker.disabled())
+    before = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    after = json.loads((copy / "eval" / "metrics.json").read_text())
+    assert after["ce_by_horizon"] == before["ce_by_horizon"]
+    assert after["completion_token_temperature"] == 0.0 and after["completion_latent_temperature"] == 0.0
+    for key in ("completion_accuracy", "completion_tv_distance", "completion_outside_support"):
+        assert after[f"{key}_temperature_1"] == before[key], key
+    assert len(list((copy / "eval" / "samples").glob("dream_*.wav"))) == cfg.eval.n_dreams
+    with pytest.raises(ValueError, match="eval.latent_temperature"):
+        eval_stage(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, latent_temperature=-1.0)), copy, Tracker.disabled())
 
 
 def test_eval_scores_the_moving_average_the_learner_kept(listen_run) -> None:

@@ -11,6 +11,7 @@ import torch
 from audiodream.worldmodel import WorldModel, WorldModelTrainer, balanced_kl_loss
 from audiodream.worldmodel.distributions import categorical_kl
 from audiodream.worldmodel.prior import LatentPrior, latent_prior
+from audiodream.worldmodel.rssm import RSSMState
 from tests.test_worldmodel import random_batch, tiny_spec
 
 STOCH, CLASSES = 2, 3
@@ -79,6 +80,49 @@ def test_samples_follow_the_joint_not_the_product_of_marginals() -> None:
     assert 0.5 * (joint - product).abs().sum() > 0.2  # the test tells the two apart
 
 
+def _three_distinct_components() -> LatentPrior:
+    """Weights 0.5 / 0.3 / 0.2; component k's latents most likely class k, with real spread."""
+    logits = torch.randn(3, STOCH, CLASSES, generator=torch.Generator().manual_seed(5)) * 0.3
+    for k in range(3):
+        logits[k, :, k] += 1.5
+    return LatentPrior(torch.tensor([0.5, 0.3, 0.2]).log(), logits.log_softmax(-1))
+
+
+def _expand(prior: LatentPrior, n: int) -> LatentPrior:
+    return LatentPrior(prior.log_weights.expand(n, -1), prior.component_log_probs.expand(n, -1, -1, -1))
+
+
+def test_latent_temperature_zero_draws_each_component_mode_at_its_weight() -> None:
+    """eval.latent_temperature 0: a step is one of the K component modes, drawn as often as
+    the mixture weighs it, never a mix of several components' latents."""
+    prior, n = _three_distinct_components(), 20000
+    index = _expand(prior, n).sample(torch.Generator().manual_seed(0), latent_temperature=0.0).view(n, STOCH, CLASSES).argmax(-1)
+    modes = prior.component_log_probs.argmax(-1)  # (3, STOCH)
+    which = (index[:, None, :] == modes[None]).all(-1)  # (n, 3)
+    assert bool(which.any(-1).all()), "every draw is a component's mode"
+    frequencies = which.float().mean(0)
+    assert torch.allclose(frequencies, prior.log_weights.exp(), atol=0.015), frequencies
+    sampled = _expand(prior, n).sample(torch.Generator().manual_seed(0)).view(n, STOCH, CLASSES).argmax(-1)
+    assert float((sampled[:, None, :] == modes[None]).all(-1).any(-1).float().mean()) < 0.8  # at 1 the latents spread
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_latent_temperature_tempers_each_latent_of_the_chosen_component(temperature: float) -> None:
+    prior, n = _random_prior(1, seed=3, scale=1.0), 40000
+    index = _expand(prior, n).sample(torch.Generator().manual_seed(1), latent_temperature=temperature).view(n, STOCH, CLASSES).argmax(-1)
+    for latent in range(STOCH):
+        counts = torch.bincount(index[:, latent], minlength=CLASSES).float() / n
+        expected = torch.softmax(prior.component_log_probs[0, latent] / temperature, -1)
+        assert 0.5 * float((counts - expected).abs().sum()) < 0.015, latent
+
+
+def test_latent_temperature_one_is_the_trained_draw_and_negative_ones_are_refused() -> None:
+    prior = _expand(_three_distinct_components(), 64)
+    assert torch.equal(prior.sample(torch.Generator().manual_seed(2)), prior.sample(torch.Generator().manual_seed(2), latent_temperature=1.0))
+    with pytest.raises(ValueError, match="latent temperature"):
+        prior.sample(None, latent_temperature=-0.5)
+
+
 def _fit_prior_to_two_outcomes(components: int) -> float:
     """Fit a free prior to posteriors that are outcome A = (0, 0) 70 % of the time and
     B = (1, 1) 30 %; return the mass its samples put on the chimeras (0, 1) and (1, 0)."""
@@ -124,6 +168,18 @@ def test_world_model_with_a_mixture_prior_trains_imagines_and_round_trips() -> N
     restored = WorldModelTrainer.from_state_dict(trainer.state_dict())
     assert restored.spec.prior_components == 3
     assert torch.equal(rollout(trainer.model), rollout(restored.model))
+
+    # Tokens and latents at temperature 0: the only draw left is the component, so from one
+    # start state an imagined step is one of at most 3 token sequences, whatever the seed.
+    last = posterior.last_state
+    start = RSSMState(last.h[:1], last.z[:1]).repeat(64)
+    steps = set()
+    for seed in range(3):
+        traj = trainer.model.imagine(start, torch.zeros(64, 1, dtype=torch.long), 1, torch.Generator().manual_seed(seed), True, 0.0, 0.0)
+        steps |= {tuple(row.tolist()) for row in traj.tokens[:, 0]}
+    assert 1 <= len(steps) <= 3
+    at_one = trainer.model.imagine(start, torch.zeros(64, 1, dtype=torch.long), 1, torch.Generator().manual_seed(0), True).tokens
+    assert len({tuple(row.tolist()) for row in at_one[:, 0]}) > 3
     with pytest.raises(ValueError, match="prior_components"):
         tiny_spec(prior_components=0)
 

@@ -184,6 +184,8 @@ class EvalConfig:
     n_dreams: int = 4
     ce_samples: int = 16
     dream_steps: int = 24
+    token_temperature: float = 1.0
+    latent_temperature: float = 1.0
 
 
 @dataclass
@@ -191,6 +193,7 @@ class GenerateConfig:
     prompt: Optional[str] = None
     seconds: float = 3.0
     temperature: float = 1.0
+    latent_temperature: float = 1.0
 
 
 @dataclass

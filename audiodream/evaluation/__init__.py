@@ -3,7 +3,7 @@ and the greedy agent's return. See stage.py for the outputs and each module for 
 
 from audiodream.evaluation.completion import CompletionPrompt, CompletionScores, completion_scores, imagine_next_syllables, syllable_histograms
 from audiodream.evaluation.episodes import PlayedEpisodes, play_episodes, replay_episodes
-from audiodream.evaluation.imagination import behaviour_policy, dream_tokens, imagine_tokens, observe_prompt
+from audiodream.evaluation.imagination import Temperatures, behaviour_policy, dream_tokens, imagine_tokens, observe_prompt
 from audiodream.evaluation.open_loop import open_loop_metrics
 from audiodream.evaluation.stage import EvalPaths, eval_stage, run_eval
 from audiodream.evaluation.trained_run import MissingStageOutput, TrainedRun, load_trained_run
@@ -14,6 +14,7 @@ __all__ = [
     "EvalPaths",
     "MissingStageOutput",
     "PlayedEpisodes",
+    "Temperatures",
     "TrainedRun",
     "behaviour_policy",
     "completion_scores",

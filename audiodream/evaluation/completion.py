@@ -6,9 +6,11 @@ Protocol (`completion_prompts.py` says where prompts come from):
   next syllable the grammar draws from a known distribution p(. | prompt).
 * The model observes the prompt's tokens (posterior, from an episode start) and rolls
   its prior forward one step, S times independently (S = `eval.completion_samples`;
-  every sample redraws the posterior and prior latents and the decoder's tokens, at
-  temperature 1). Each imagined step's tokens are decoded by the tokenizer into a
-  log-mel chunk, and the synthetic corpus's `SyllableClassifier` names its syllable.
+  every sample redraws the posterior and prior latents and the decoder's tokens, the
+  tokens at `eval.token_temperature` and the prior's latents within the mixture component
+  it draws at `eval.latent_temperature`, imagination.Temperatures). Each imagined step's
+  tokens are decoded by the tokenizer into a log-mel chunk, and the synthetic corpus's
+  `SyllableClassifier` names its syllable.
 * The S names form a histogram q. Scores, averaged over prompts:
     completion_accuracy     share of prompts where q's most frequent syllable is
                             p's most likely one (a tie among q's top syllables counts
@@ -53,7 +55,7 @@ import torch
 from tqdm import tqdm
 
 from audiodream.data.synthetic.classifier import SyllableClassifier
-from audiodream.evaluation.imagination import imagine_tokens, observe_prompt, prompt_states
+from audiodream.evaluation.imagination import Temperatures, imagine_tokens, observe_prompt, prompt_states
 from audiodream.tokenizer.model import Tokenizer
 from audiodream.worldmodel import Policy, WorldModel
 
@@ -185,6 +187,7 @@ def imagine_next_syllables(
     policy: Policy,
     generator: Optional[torch.Generator] = None,
     progress: bool = False,
+    temperatures: Temperatures = Temperatures(),
 ) -> np.ndarray:
     """(P, samples) syllable ids the classifier hears in the imagined step after each prompt."""
     if samples < 1:
@@ -194,7 +197,7 @@ def imagine_next_syllables(
         for batch in same_length_batches(prompts, PROMPT_ROWS // samples):
             tokens = _stacked_tokens(prompts, batch).repeat_interleave(samples, dim=0)  # (n * S, L, K)
             state = observe_prompt(model, tokens, policy, generator)
-            imagined = imagine_tokens(model, state, 1, policy, 1.0, generator)  # (n * S, 1, K)
+            imagined = imagine_tokens(model, state, 1, policy, temperatures, generator)  # (n * S, 1, K)
             mel = tokenizer.decode(imagined.cpu()).cpu().numpy()  # (n * S, n_mels, chunk_frames)
             out[batch] = classifier.predict(mel).reshape(len(batch), samples)
             bar.update(len(batch))
@@ -209,9 +212,11 @@ def posterior_decode_accuracy(
     prompts: Sequence[CompletionPrompt],
     policy: Policy,
     generator: Optional[torch.Generator] = None,
+    token_temperature: float = 1.0,
 ) -> float:
     """Share of all prompt steps whose syllable the classifier names right after the model
-    decodes the step from its posterior (tokens sampled at temperature 1, as imagined ones are)."""
+    decodes the step from its posterior (tokens at `token_temperature`: pass the one imagined
+    steps are decoded at)."""
     if not prompts:
         return float("nan")
     hits = []
@@ -219,7 +224,7 @@ def posterior_decode_accuracy(
     for batch in same_length_batches(prompts, PROMPT_ROWS // longest):
         tokens = _stacked_tokens(prompts, batch)  # (n, L, K)
         features = torch.stack([state.features for state in prompt_states(model, tokens, policy, generator)], dim=1)  # (n, L, F)
-        decoded = model.sample_tokens(features.flatten(0, 1), 1.0, generator)  # (n * L, K), prompt by prompt
+        decoded = model.sample_tokens(features.flatten(0, 1), token_temperature, generator)  # (n * L, K), prompt by prompt
         mel = tokenizer.decode(decoded[:, None].cpu()).cpu().numpy()  # (n * L, n_mels, chunk_frames)
         hits.append(classifier.predict(mel) == np.concatenate([prompts[i].context for i in batch]))
     return float(np.concatenate(hits).mean())

@@ -13,7 +13,8 @@ Two kinds, written to eval/samples/ with pictures in eval/plots/:
   prior of an episode start, with no observation at all; sound made with the training
   split's average mean/std. `plots/dreams.png` shows each beside a real test utterance.
 
-Actions are the run's behaviour (imagination.py). Corpus utterances are the prompts
+Both draw imagined steps at `eval.token_temperature` and `eval.latent_temperature`
+(imagination.Temperatures). Actions are the run's behaviour (imagination.py). Corpus utterances are the prompts
 for every env: for Complete-v0 they sound like a (long) spoken prompt.
 """
 
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from audiodream.config.schema import Config
 from audiodream.data.stage import load_split_features
-from audiodream.evaluation.imagination import dream_tokens, imagine_tokens, observe_prompt
+from audiodream.evaluation.imagination import Temperatures, dream_tokens, imagine_tokens, observe_prompt
 from audiodream.evaluation.plots import plot_spectrogram_rows
 from audiodream.evaluation.trained_run import TrainedRun
 from audiodream.features import MelInverter, write_wav
@@ -73,6 +74,7 @@ def write_continuations(
     plot_path: Path,
     generator: Optional[torch.Generator] = None,
     progress: bool = False,
+    temperatures: Temperatures = Temperatures(),
 ) -> list[Path]:
     """continuation_<i>.wav / _real.wav per utterance and one PNG; returns the files written."""
     tok, sample_rate, frames = run.tokenizer, inverter.cfg.sample_rate, run.tokenizer.chunk_frames
@@ -83,7 +85,7 @@ def write_continuations(
         prompt_steps = max(1, min(context_steps, len(chunks) - 1))
         tokens = tok.encode_chunks(chunks).cpu()[None]  # (1, n, K)
         state = observe_prompt(run.world_model, tokens[:, :prompt_steps], policy, generator)
-        imagined = imagine_tokens(run.world_model, state, len(chunks) - prompt_steps, policy, 1.0, generator)
+        imagined = imagine_tokens(run.world_model, state, len(chunks) - prompt_steps, policy, temperatures, generator)
         imagined_mel = tok.decode(imagined.cpu())[0].cpu().numpy()
         real = utt.mel[:, : len(chunks) * frames]
         combined = np.concatenate([real[:, : prompt_steps * frames], imagined_mel], axis=1)
@@ -109,11 +111,12 @@ def write_dreams(
     out_dir: Path,
     plot_path: Path,
     generator: Optional[torch.Generator] = None,
+    temperatures: Temperatures = Temperatures(),
 ) -> list[Path]:
     """dream_<i>.wav for `n` unconditional dreams and one PNG beside real references."""
     if n < 1:
         return []
-    tokens = dream_tokens(run.world_model, n, steps, policy, 1.0, generator)
+    tokens = dream_tokens(run.world_model, n, steps, policy, temperatures, generator)
     mels = run.tokenizer.decode(tokens.cpu()).cpu().numpy()
     written = []
     rows = []

@@ -12,6 +12,7 @@ at the first step of an episode the model sees no previous state and no action.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import torch
@@ -19,6 +20,23 @@ import torch
 from audiodream.agent import Actor
 from audiodream.agent.networks import sample_categorical
 from audiodream.worldmodel import ImaginedTrajectory, Policy, RSSMState, WorldModel
+
+
+@dataclass(frozen=True)
+class Temperatures:
+    """How imagined steps are drawn (`eval.token_temperature` / `latent_temperature`,
+    `generate.temperature` / `latent_temperature`): the token decoder's temperature, and
+    that of the prior's latents within the mixture component each step draws
+    (LatentPrior.sample). 1 and 1 draw from the model as trained; 0 takes the most likely
+    token, or each latent's most likely class (the component stays drawn at its weights)."""
+
+    tokens: float = 1.0
+    latents: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, value in (("tokens", self.tokens), ("latents", self.latents)):
+            if not value >= 0.0:
+                raise ValueError(f"{name} temperature: must be >= 0, got {value}")
 
 
 def behaviour_policy(actor: Optional[Actor], world_model: WorldModel) -> Policy:
@@ -68,13 +86,13 @@ def imagine_tokens(
     start: RSSMState,
     steps: int,
     policy: Policy,
-    temperature: float = 1.0,
+    temperatures: Temperatures = Temperatures(),
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
     """(N, steps, K) tokens sampled along a prior rollout of `steps` steps after `start`."""
     if steps < 1:
         raise ValueError(f"imagine_tokens: steps must be >= 1, got {steps}")
-    trajectory = model.imagine(start, policy, steps, generator, with_tokens=True, temperature=temperature)
+    trajectory = model.imagine(start, policy, steps, generator, True, temperatures.tokens, temperatures.latents)
     assert trajectory.tokens is not None
     return trajectory.tokens
 
@@ -85,7 +103,7 @@ def dream_trajectory(
     n: int,
     steps: int,
     policy: Policy,
-    temperature: float = 1.0,
+    temperatures: Temperatures = Temperatures(),
     generator: Optional[torch.Generator] = None,
 ) -> ImaginedTrajectory:
     """Unconditional dreams: `n` episodes of `steps` steps imagined from nothing.
@@ -107,7 +125,7 @@ def dream_trajectory(
             return no_action
         return model.one_hot_actions(policy(features, gen).long())
 
-    return model.imagine(start, policy_after_start, steps, generator, with_tokens=True, temperature=temperature)
+    return model.imagine(start, policy_after_start, steps, generator, True, temperatures.tokens, temperatures.latents)
 
 
 def dream_tokens(
@@ -115,10 +133,10 @@ def dream_tokens(
     n: int,
     steps: int,
     policy: Policy,
-    temperature: float = 1.0,
+    temperatures: Temperatures = Temperatures(),
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
     """(n, steps, K) tokens of unconditional dreams (see dream_trajectory)."""
-    tokens = dream_trajectory(model, n, steps, policy, temperature, generator).tokens
+    tokens = dream_trajectory(model, n, steps, policy, temperatures, generator).tokens
     assert tokens is not None
     return tokens

@@ -39,10 +39,10 @@ import torch
 from audiodream.agent import RandomPolicy
 from audiodream.config.schema import Config, EvalConfig
 from audiodream.data.synthetic.classifier import SyllableClassifier
-from audiodream.evaluation.completion import completion_scores, imagine_next_syllables, posterior_decode_accuracy
+from audiodream.evaluation.completion import CompletionScores, completion_scores, imagine_next_syllables, posterior_decode_accuracy
 from audiodream.evaluation.completion_prompts import CompletionSetup, completion_setup
 from audiodream.evaluation.dreams import corpus_utterances, training_statistics, write_continuations, write_dreams
-from audiodream.evaluation.imagination import behaviour_policy
+from audiodream.evaluation.imagination import Temperatures, behaviour_policy
 from audiodream.evaluation.open_loop import open_loop_metrics, training_episodes, warn_uncovered_horizons
 from audiodream.evaluation.plots import plot_ce_by_horizon, plot_completion_histograms
 from audiodream.evaluation.returns import play_in_env, return_metrics
@@ -85,6 +85,14 @@ def check_eval_config(cfg: EvalConfig) -> None:
         raise ValueError(f"config key 'eval.n_dreams': must be an integer >= 0, got {cfg.n_dreams!r}")
     if not cfg.horizons or any(not isinstance(h, int) or h < 1 for h in cfg.horizons):
         raise ValueError(f"config key 'eval.horizons': must be a non-empty list of positive integers, got {cfg.horizons!r}")
+    for key in ("token_temperature", "latent_temperature"):
+        value = getattr(cfg, key)
+        if not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"config key 'eval.{key}': must be a number >= 0, got {value!r}")
+
+
+def eval_temperatures(cfg: EvalConfig) -> Temperatures:
+    return Temperatures(tokens=float(cfg.token_temperature), latents=float(cfg.latent_temperature))
 
 
 def eval_stage(cfg: Config, run_dir: Path, tracker: Tracker) -> None:
@@ -148,24 +156,38 @@ def _completion(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: E
         return {"completion_accuracy": None, "completion_tv_distance": None, "completion_source": f"skipped: {reason}"}
     log.info("eval: fitting the syllable classifier on %d labelled train chunks", len(setup.train_chunks.labels))
     classifier = SyllableClassifier.fit(setup.train_chunks.mels, setup.train_chunks.labels)
-    generator = torch.Generator(device=run.device).manual_seed(seed)
     policy = behaviour_policy(run.actor, run.world_model)
-    predicted = imagine_next_syllables(
-        run.world_model, run.tokenizer, classifier, setup.prompts, ecfg.completion_samples, policy, generator, cfg.run.progress
-    )
     true_next = np.stack([p.true_next for p in setup.prompts])
-    scores = completion_scores(predicted, true_next, seed)
-    heard = posterior_decode_accuracy(run.world_model, run.tokenizer, classifier, setup.prompts, policy, generator)
+    temperatures = eval_temperatures(ecfg)
+
+    def imagined_scores(at: Temperatures) -> tuple[CompletionScores, torch.Generator]:
+        generator = torch.Generator(device=run.device).manual_seed(seed)
+        predicted = imagine_next_syllables(
+            run.world_model, run.tokenizer, classifier, setup.prompts, ecfg.completion_samples, policy, generator, cfg.run.progress, at
+        )
+        return completion_scores(predicted, true_next, seed), generator
+
+    scores, generator = imagined_scores(temperatures)
+    heard = posterior_decode_accuracy(run.world_model, run.tokenizer, classifier, setup.prompts, policy, generator, temperatures.tokens)
     plot_completion_histograms(scores.histograms, true_next, [p.context for p in setup.prompts], paths.plots / "completion.png")
-    return {
+    metrics = {
         **scores.metrics(),
         "completion_posterior_decode_accuracy": heard,
+        "completion_token_temperature": temperatures.tokens,
+        "completion_latent_temperature": temperatures.latents,
         "completion_prompts": len(setup.prompts),
         "completion_samples": ecfg.completion_samples,
         "completion_prompt_steps_mean": float(np.mean([len(p.context) for p in setup.prompts])),
         "completion_source": setup.source,
         **_classifier_accuracy(classifier, setup, run),
     }
+    if temperatures != Temperatures():
+        # The same prompts drawn from the model as trained, so a run shows what its
+        # temperatures change and not only the figure at them.
+        at_one = imagined_scores(Temperatures())[0].metrics()
+        for key in ("completion_accuracy", "completion_tv_distance", "completion_outside_support"):
+            metrics[f"{key}_temperature_1"] = at_one[key]
+    return metrics
 
 
 def _classifier_accuracy(classifier: SyllableClassifier, setup: CompletionSetup, run: TrainedRun) -> dict[str, Optional[float]]:
@@ -188,11 +210,14 @@ def _dreams(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: EvalP
     policy = behaviour_policy(run.actor, run.world_model)
     generator = torch.Generator(device=run.device).manual_seed(seed + 3)
     utterances = corpus_utterances(cfg, run_dir, "test", n, seed)
+    temperatures = eval_temperatures(cfg.eval)
     files = write_continuations(
-        run, utterances, cfg.eval.context_steps, policy, inverter, paths.samples, paths.plots / "continuations.png", generator, cfg.run.progress
+        run, utterances, cfg.eval.context_steps, policy, inverter, paths.samples, paths.plots / "continuations.png", generator, cfg.run.progress, temperatures
     )
     mean, std = training_statistics(cfg, run_dir)
-    files += write_dreams(run, n, cfg.eval.dream_steps, policy, inverter, mean, std, utterances, paths.samples, paths.plots / "dreams.png", generator)
+    files += write_dreams(
+        run, n, cfg.eval.dream_steps, policy, inverter, mean, std, utterances, paths.samples, paths.plots / "dreams.png", generator, temperatures
+    )
     return files
 
 

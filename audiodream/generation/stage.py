@@ -6,7 +6,8 @@ writes D/generate/<name>.wav (the prompt, cut to whole env steps, then S seconds
 model imagines after it), <name>.png (the prompt's log-mel and the imagined one, a
 dashed line where imagination starts) and <name>.json (what was done), and logs them to
 MLflow. The model observes the whole prompt from an episode start, then rolls its prior
-forward, sampling tokens at `generate.temperature`; actions are the actor's samples if
+forward, sampling tokens at `generate.temperature` and the prior's latents within each
+step's mixture component at `generate.latent_temperature`; actions are the actor's samples if
 the run trained one, else action 0 (evaluation/imagination.py). The continuation is made
 audible with Griffin-Lim at the prompt's own loudness (its log-mel mean/std), run over the
 end of the prompt and the continuation together so the phase runs on across the join.
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from audiodream.config.schema import Config
-from audiodream.evaluation.imagination import behaviour_policy, imagine_tokens, observe_prompt
+from audiodream.evaluation.imagination import Temperatures, behaviour_policy, imagine_tokens, observe_prompt
 from audiodream.evaluation.plots import plot_spectrogram_rows
 from audiodream.evaluation.trained_run import TrainedRun, load_trained_run
 from audiodream.features import MelInverter, write_wav
@@ -50,13 +51,15 @@ def check_generate_config(cfg: Config) -> None:
     seconds = cfg.generate.seconds
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"config key 'generate.seconds': must be a positive number of seconds, got {seconds!r}")
-    if not isinstance(cfg.generate.temperature, (int, float)) or cfg.generate.temperature < 0:
-        raise ValueError(f"config key 'generate.temperature': must be >= 0, got {cfg.generate.temperature!r}")
+    for key in ("temperature", "latent_temperature"):
+        value = getattr(cfg.generate, key)
+        if not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"config key 'generate.{key}': must be >= 0, got {value!r}")
 
 
 @torch.no_grad()
 def continue_prompt(
-    cfg: Config, run: TrainedRun, prompt: PromptClip, seconds: float, temperature: float = 1.0, generator: Optional[torch.Generator] = None
+    cfg: Config, run: TrainedRun, prompt: PromptClip, seconds: float, temperatures: Temperatures = Temperatures(), generator: Optional[torch.Generator] = None
 ) -> Continuation:
     """Imagine `seconds` of audio after `prompt` and make it audible."""
     features = cfg.features
@@ -67,7 +70,7 @@ def continue_prompt(
     tokens = run.tokenizer.encode(prompt.mel[None]).cpu()  # (1, P, K)
     policy = behaviour_policy(run.actor, run.world_model)
     state = observe_prompt(run.world_model, tokens, policy, generator)
-    imagined = imagine_tokens(run.world_model, state, steps, policy, temperature, generator)
+    imagined = imagine_tokens(run.world_model, state, steps, policy, temperatures, generator)
     mel = run.tokenizer.decode(imagined.cpu())[0].cpu().numpy()
     context_steps = min(prompt.steps, GRIFFIN_LIM_CONTEXT_STEPS)
     joined = np.concatenate([prompt.mel[:, -context_steps * frames :], mel], axis=1)
@@ -76,7 +79,7 @@ def continue_prompt(
     return Continuation(prompt, mel, np.concatenate([prompt.audio, tail]).astype(np.float32), steps)
 
 
-def write_continuation(cfg: Config, result: Continuation, out_dir: Path, temperature: float, actions: str) -> list[Path]:
+def write_continuation(cfg: Config, result: Continuation, out_dir: Path, temperatures: Temperatures, actions: str) -> list[Path]:
     name = result.prompt.path.stem
     features = cfg.features
     wav = write_wav(out_dir / f"{name}.wav", result.audio, features.sample_rate)
@@ -90,7 +93,8 @@ def write_continuation(cfg: Config, result: Continuation, out_dir: Path, tempera
         "prompt_seconds": len(result.prompt.audio) / features.sample_rate,
         "continuation_steps": result.steps,
         "continuation_seconds": (len(result.audio) - len(result.prompt.audio)) / features.sample_rate,
-        "temperature": temperature,
+        "temperature": temperatures.tokens,
+        "latent_temperature": temperatures.latents,
         "actions": actions,
         "sample_rate": features.sample_rate,
     }
@@ -105,8 +109,9 @@ def generate_stage(cfg: Config, run_dir: Path, tracker: Tracker) -> None:
     prompt = load_prompt(cfg.generate.prompt, cfg.features, cfg.env.chunk_frames)
     run = load_trained_run(cfg, Path(run_dir), resolve_device(cfg.learner.device))
     generator = torch.Generator(device=run.device).manual_seed(cfg.run.seed)
-    result = continue_prompt(cfg, run, prompt, float(cfg.generate.seconds), float(cfg.generate.temperature), generator)
+    temperatures = Temperatures(tokens=float(cfg.generate.temperature), latents=float(cfg.generate.latent_temperature))
+    result = continue_prompt(cfg, run, prompt, float(cfg.generate.seconds), temperatures, generator)
     actions = "actor (sampled)" if run.actor is not None else "0 (no actor in this run)"
-    files = write_continuation(cfg, result, Path(run_dir) / "generate", float(cfg.generate.temperature), actions)
+    files = write_continuation(cfg, result, Path(run_dir) / "generate", temperatures, actions)
     tracker.log_artifacts(files, "generate")
     log.info("generate: %s + %.2f s imagined -> %s", prompt.path, float(cfg.generate.seconds), files[0])

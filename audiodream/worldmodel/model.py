@@ -196,6 +196,7 @@ class WorldModel(nn.Module):
         generator: Optional[torch.Generator] = None,
         with_tokens: bool = False,
         temperature: float = 1.0,
+        latent_temperature: float = 1.0,
     ) -> ImaginedTrajectory:
         """Roll the prior forward `horizon` steps from N start states.
 
@@ -204,6 +205,9 @@ class WorldModel(nn.Module):
         for open-loop prediction). All sampling (latents, tokens, and the policy if it
         uses the generator) draws from `generator`, so a fixed seed gives the same
         rollout. Gradients flow; wrap in torch.no_grad() when none are needed.
+        `temperature` is the token decoder's, `latent_temperature` that of the prior's
+        latents within the mixture component each step draws (LatentPrior.sample); training
+        (the actor's imagination) takes both at 1.
         """
         if start.h.dim() != 2:
             raise ValueError(f"imagine: start states need shape (N, deter), got h {tuple(start.h.shape)}; use state.flatten()")
@@ -215,7 +219,7 @@ class WorldModel(nn.Module):
         for step in range(horizon):
             chosen = schedule[:, step] if schedule is not None else policy_or_actions(state.features, generator)  # type: ignore[operator]
             ids, action = self._action_input(chosen, step)
-            state, prior_lp = self.rssm.imagine_step(state, action, generator)
+            state, prior_lp = self.rssm.imagine_step(state, action, generator, latent_temperature)
             hs.append(state.h)
             zs.append(state.z)
             prior_lps.append(prior_lp)

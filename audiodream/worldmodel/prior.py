@@ -29,7 +29,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from audiodream.worldmodel.distributions import categorical_entropy, categorical_kl, gumbel_noise, mix_uniform, sample_one_hot
+from audiodream.worldmodel.distributions import categorical_entropy, categorical_kl, gumbel_noise, mix_uniform, sample_one_hot, straight_through_sample
 
 
 class LatentPrior(NamedTuple):
@@ -76,18 +76,31 @@ class LatentPrior(NamedTuple):
     def detach(self) -> "LatentPrior":
         return LatentPrior(self.log_weights.detach(), self.component_log_probs.detach())
 
-    def sample(self, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, generator: Optional[torch.Generator] = None, latent_temperature: float = 1.0) -> torch.Tensor:
         """A straight-through one-hot z (..., stoch*classes): a component, then its latents.
 
         The component draw carries no gradient (the latents' straight-through one does);
         with K = 1 no component is drawn, so the random stream is DreamerV2's.
+
+        `latent_temperature` tempers the chosen component's latents only; the component is
+        always drawn at its weights. At 0 each latent takes its most likely class, so a step
+        is one of the K component modes, drawn with the mixture's weights: the choice of
+        outcome stays random, the per-latent noise that mixes several outcomes' latents into
+        a step that decodes to none of them is gone (README "World model", imagination).
         """
+        if latent_temperature < 0.0:
+            raise ValueError(f"latent temperature: must be >= 0, got {latent_temperature}")
         if self.n_components == 1:
-            return sample_one_hot(self.component_log_probs[..., 0, :, :], generator)
-        choice = (self.log_weights + gumbel_noise(self.log_weights.shape, self.log_weights.device, generator)).argmax(-1)
-        index = choice[..., None, None, None].expand(*choice.shape, 1, *self.component_log_probs.shape[-2:])
-        chosen = self.component_log_probs.gather(-3, index).squeeze(-3)
-        return sample_one_hot(chosen, generator)
+            chosen = self.component_log_probs[..., 0, :, :]
+        else:
+            choice = (self.log_weights + gumbel_noise(self.log_weights.shape, self.log_weights.device, generator)).argmax(-1)
+            index = choice[..., None, None, None].expand(*choice.shape, 1, *self.component_log_probs.shape[-2:])
+            chosen = self.component_log_probs.gather(-3, index).squeeze(-3)
+        if latent_temperature == 1.0:
+            return sample_one_hot(chosen, generator)
+        if latent_temperature == 0.0:
+            return straight_through_sample(chosen.exp(), torch.zeros_like(chosen))
+        return sample_one_hot(F.log_softmax(chosen / latent_temperature, dim=-1), generator)
 
 
 def latent_prior(latent_logits: torch.Tensor, mixture_logits: Optional[torch.Tensor], unimix: float) -> LatentPrior:

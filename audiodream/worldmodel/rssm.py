@@ -165,8 +165,11 @@ class RSSM(nn.Module):
             prior=self.prior(h_all),
         )
 
-    def imagine_step(self, state: RSSMState, action: torch.Tensor, generator: Optional[torch.Generator] = None) -> tuple[RSSMState, torch.Tensor]:
-        """One prior step: the next state (z sampled from the prior) and the prior's per-latent marginal log-probs."""
+    def imagine_step(
+        self, state: RSSMState, action: torch.Tensor, generator: Optional[torch.Generator] = None, latent_temperature: float = 1.0
+    ) -> tuple[RSSMState, torch.Tensor]:
+        """One prior step: the next state (z sampled from the prior, its latents at
+        `latent_temperature`, LatentPrior.sample) and the prior's per-latent marginal log-probs."""
         h = self.deterministic_step(state, action)
         prior = self.prior(h)
-        return RSSMState(h, prior.sample(generator).to(h.dtype)), prior.marginal_log_probs()
+        return RSSMState(h, prior.sample(generator, latent_temperature).to(h.dtype)), prior.marginal_log_probs()
