@@ -167,17 +167,21 @@ def test_eval_writes_ce_by_horizon_and_baselines_for_every_horizon(listen_run) -
     assert metrics["classifier_accuracy_real"] > 1 / 24  # fitted on train chunks, scored on held-out voices
 
 
+def _eval_a_copy(run_dir: Path, copy: Path, cfg: Config) -> tuple[dict, dict]:
+    """(metrics.json of the run, of a copy of it evaluated again under `cfg`)."""
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "eval")
+    eval_stage(cfg, copy, Tracker.disabled())
+    return json.loads((run_dir / "eval" / "metrics.json").read_text()), json.loads((copy / "eval" / "metrics.json").read_text())
+
+
 def test_other_griffin_lim_settings_re_render_a_trained_run_without_retraining_it(listen_run, tmp_path) -> None:
     """Griffin-Lim settings change how mel becomes sound only: the run's checkpoint, tokenizer
     and cached features are accepted, and the eval's predictions are those it made before."""
     cfg, run_dir, _ = listen_run
     copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
-    shutil.rmtree(copy / "eval")
     rendered_otherwise = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, griffin_lim_iters=4, griffin_lim_momentum=0.5))
-    eval_stage(rendered_otherwise, copy, Tracker.disabled())
-    before = json.loads((run_dir / "eval" / "metrics.json").read_text())
-    after = json.loads((copy / "eval" / "metrics.json").read_text())
+    before, after = _eval_a_copy(run_dir, copy, rendered_otherwise)
     assert after["ce_by_horizon"] == before["ce_by_horizon"] and after["step"] == before["step"]
     assert sorted(p.name for p in (copy / "eval" / "samples").glob("*.wav")) == sorted(p.name for p in (run_dir / "eval" / "samples").glob("*.wav"))
 
@@ -188,12 +192,8 @@ def test_imagining_at_other_temperatures_reports_the_figures_at_1_beside_them(li
     prompts, seed and draws as a run at 1) are reported beside the ones at the config's."""
     cfg, run_dir, _ = listen_run
     copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
-    shutil.rmtree(copy / "eval")
     sharp = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, token_temperature=0.0, latent_temperature=0.0))
-    eval_stage(sharp, copy, Tracker.disabled())
-    before = json.loads((run_dir / "eval" / "metrics.json").read_text())
-    after = json.loads((copy / "eval" / "metrics.json").read_text())
+    before, after = _eval_a_copy(run_dir, copy, sharp)
     assert after["ce_by_horizon"] == before["ce_by_horizon"]
     assert after["completion_token_temperature"] == 0.0 and after["completion_latent_temperature"] == 0.0
     for key in ("completion_accuracy", "completion_tv_distance", "completion_outside_support"):

@@ -85,14 +85,11 @@ def check_eval_config(cfg: EvalConfig) -> None:
         raise ValueError(f"config key 'eval.n_dreams': must be an integer >= 0, got {cfg.n_dreams!r}")
     if not cfg.horizons or any(not isinstance(h, int) or h < 1 for h in cfg.horizons):
         raise ValueError(f"config key 'eval.horizons': must be a non-empty list of positive integers, got {cfg.horizons!r}")
-    for key in ("token_temperature", "latent_temperature"):
-        value = getattr(cfg, key)
-        if not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"config key 'eval.{key}': must be a number >= 0, got {value!r}")
+    eval_temperatures(cfg)
 
 
 def eval_temperatures(cfg: EvalConfig) -> Temperatures:
-    return Temperatures(tokens=float(cfg.token_temperature), latents=float(cfg.latent_temperature))
+    return Temperatures.from_config(cfg, "eval", "token_temperature")
 
 
 def eval_stage(cfg: Config, run_dir: Path, tracker: Tracker) -> None:

@@ -51,10 +51,7 @@ def check_generate_config(cfg: Config) -> None:
     seconds = cfg.generate.seconds
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"config key 'generate.seconds': must be a positive number of seconds, got {seconds!r}")
-    for key in ("temperature", "latent_temperature"):
-        value = getattr(cfg.generate, key)
-        if not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"config key 'generate.{key}': must be >= 0, got {value!r}")
+    Temperatures.from_config(cfg.generate, "generate", "temperature")
 
 
 @torch.no_grad()
@@ -109,7 +106,7 @@ def generate_stage(cfg: Config, run_dir: Path, tracker: Tracker) -> None:
     prompt = load_prompt(cfg.generate.prompt, cfg.features, cfg.env.chunk_frames)
     run = load_trained_run(cfg, Path(run_dir), resolve_device(cfg.learner.device))
     generator = torch.Generator(device=run.device).manual_seed(cfg.run.seed)
-    temperatures = Temperatures(tokens=float(cfg.generate.temperature), latents=float(cfg.generate.latent_temperature))
+    temperatures = Temperatures.from_config(cfg.generate, "generate", "temperature")
     result = continue_prompt(cfg, run, prompt, float(cfg.generate.seconds), temperatures, generator)
     actions = "actor (sampled)" if run.actor is not None else "0 (no actor in this run)"
     files = write_continuation(cfg, result, Path(run_dir) / "generate", temperatures, actions)
