@@ -86,9 +86,10 @@ class LatentPrior(NamedTuple):
         always drawn at its weights. At 0 each latent takes its most likely class, so a step
         is one of the K component modes, drawn with the mixture's weights: the choice of
         outcome stays random, the per-latent noise that mixes several outcomes' latents into
-        a step that decodes to none of them is gone (README "World model", imagination).
+        a step that decodes to none of them is gone (README "World model", imagination
+        temperatures).
         """
-        if latent_temperature < 0.0:
+        if not latent_temperature >= 0.0:  # NaN too
             raise ValueError(f"latent temperature: must be >= 0, got {latent_temperature}")
         if self.n_components == 1:
             chosen = self.component_log_probs[..., 0, :, :]
