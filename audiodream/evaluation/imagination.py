@@ -38,8 +38,8 @@ class Temperatures:
             if not value >= 0.0:
                 raise ValueError(f"{name} temperature: must be >= 0, got {value}")
 
-    @staticmethod
-    def from_config(section: object, name: str, tokens_key: str) -> "Temperatures":
+    @classmethod
+    def from_config(cls, section: object, name: str, tokens_key: str) -> "Temperatures":
         """From config section `name`'s `tokens_key` and `latent_temperature`; a clear error
         naming the key that is not a number >= 0."""
         values = []
@@ -48,7 +48,7 @@ class Temperatures:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"config key '{name}.{key}': must be a number >= 0, got {value!r}")
             values.append(float(value))
-        return Temperatures(*values)
+        return cls(*values)
 
 
 def behaviour_policy(actor: Optional[Actor], world_model: WorldModel) -> Policy:
