@@ -203,6 +203,19 @@ def test_imagining_at_other_temperatures_reports_the_figures_at_1_beside_them(li
         eval_stage(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, latent_temperature=-1.0)), copy, Tracker.disabled())
 
 
+def test_the_syllable_classifier_is_the_configs_and_changes_only_the_completion_figures(listen_run, tmp_path) -> None:
+    cfg, run_dir, _ = listen_run
+    copy = tmp_path / "run"
+    network = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, syllable_classifier="mlp"))
+    linear_run, network_run = _eval_a_copy(run_dir, copy, network)
+    assert linear_run["completion_classifier"] == "lda" and network_run["completion_classifier"] == "mlp"
+    assert network_run["ce_by_horizon"] == linear_run["ce_by_horizon"]
+    assert network_run["classifier_accuracy_real"] > 1 / 24  # fitted on train chunks, scored on held-out voices
+    unknown = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, syllable_classifier="svm"))
+    with pytest.raises(ValueError, match="eval.syllable_classifier.*'svm'.*mlp, lda"):
+        eval_stage(unknown, copy, Tracker.disabled())
+
+
 def test_eval_scores_the_moving_average_the_learner_kept(listen_run) -> None:
     cfg, run_dir, _ = listen_run
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())

@@ -10,6 +10,7 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from scipy import stats
 
 from audiodream.config.schema import SyntheticCorpusConfig
@@ -18,6 +19,7 @@ from audiodream.data.synthetic import (
     SYLLABLES,
     VOWELS,
     FormantSynth,
+    NeuralSyllableClassifier,
     SyllableClassifier,
     SyllableGrammar,
     Voice,
@@ -25,6 +27,7 @@ from audiodream.data.synthetic import (
     load_labels,
     sample_voice,
 )
+from audiodream.data.synthetic.neural_classifier import shift_chunks
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_SYLLABLE = 2560
@@ -279,14 +282,43 @@ def voice_chunks(seed: int, n_voices: int, repeats: int) -> tuple[np.ndarray, np
     return np.concatenate(mels), np.concatenate(labels)
 
 
-def test_classifier_recognises_syllables_of_unseen_voices(tmp_path: Path) -> None:
-    train_mels, train_labels = voice_chunks(seed=100, n_voices=16, repeats=2)
-    test_mels, test_labels = voice_chunks(seed=200, n_voices=8, repeats=1)
-    classifier = SyllableClassifier.fit(train_mels, train_labels)
+@pytest.fixture(scope="module")
+def unseen_voice_chunks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (*voice_chunks(seed=100, n_voices=16, repeats=2), *voice_chunks(seed=200, n_voices=8, repeats=1))
+
+
+@pytest.mark.parametrize("classifier_type, filename", [(SyllableClassifier, "clf.npz"), (NeuralSyllableClassifier, "clf.pt")])
+def test_classifier_recognises_syllables_of_unseen_voices(unseen_voice_chunks, classifier_type, filename: str, tmp_path: Path) -> None:
+    train_mels, train_labels, test_mels, test_labels = unseen_voice_chunks
+    classifier = classifier_type.fit(train_mels, train_labels)
     accuracy = float(np.mean(classifier.predict(test_mels) == test_labels))
-    assert accuracy >= 0.9, f"held-out voice accuracy {accuracy:.3f}"  # measured 0.97
-    classifier.save(tmp_path / "clf.npz")
-    reloaded = SyllableClassifier.load(tmp_path / "clf.npz")
+    assert accuracy >= 0.9, f"held-out voice accuracy {accuracy:.3f}"  # measured 0.97 (lda), 0.99 (mlp)
+    classifier.save(tmp_path / filename)
+    reloaded = classifier_type.load(tmp_path / filename)
     assert np.array_equal(reloaded.predict(test_mels), classifier.predict(test_mels))
     with pytest.raises(ValueError, match=r"\(N, 80, 16\)"):
         classifier.predict(test_mels[:, :, :8])
+    (tmp_path / "not_a_classifier").write_bytes(b"plain text")
+    with pytest.raises(ValueError, match="not_a_classifier: not a saved"):
+        classifier_type.load(tmp_path / "not_a_classifier")
+
+
+def test_neural_classifier_fit_is_seeded(unseen_voice_chunks) -> None:
+    train_mels, train_labels, test_mels, _ = unseen_voice_chunks
+    first = NeuralSyllableClassifier.fit(train_mels, train_labels, seed=3, updates=20).scores(test_mels)
+    again = NeuralSyllableClassifier.fit(train_mels, train_labels, seed=3, updates=20).scores(test_mels)
+    other = NeuralSyllableClassifier.fit(train_mels, train_labels, seed=4, updates=20).scores(test_mels)
+    assert np.array_equal(first, again)
+    assert not np.allclose(first, other)
+    with pytest.raises(ValueError, match="at least 2 syllables"):
+        NeuralSyllableClassifier.fit(train_mels[:5], np.zeros(5, dtype=np.int64))
+
+
+def test_shift_chunks_moves_each_chunk_by_its_offset_and_repeats_the_edge() -> None:
+    chunks = torch.arange(24.0).reshape(2, 3, 4)  # 2 chunks of 3 mel bins x 4 frames
+    up_and_still = shift_chunks(chunks, torch.tensor([1, 0]), dim=1)
+    assert up_and_still[0].tolist() == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7]]
+    assert torch.equal(up_and_still[1], chunks[1])
+    earlier = shift_chunks(chunks, torch.tensor([-1, -2]), dim=2)
+    assert earlier[0].tolist() == [[1, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11]]
+    assert earlier[1, 0].tolist() == [14, 15, 15, 15]

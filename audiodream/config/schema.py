@@ -186,6 +186,7 @@ class EvalConfig:
     dream_steps: int = 24
     token_temperature: float = 1.0
     latent_temperature: float = 1.0
+    syllable_classifier: str = "lda"
 
 
 @dataclass

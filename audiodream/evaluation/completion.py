@@ -9,8 +9,10 @@ Protocol (`completion_prompts.py` says where prompts come from):
   every sample redraws the posterior and prior latents and the decoder's tokens, the
   tokens at `eval.token_temperature` and the prior's latents within the mixture component
   it draws at `eval.latent_temperature`, imagination.Temperatures). Each imagined step's
-  tokens are decoded by the tokenizer into a log-mel chunk, and the synthetic corpus's
-  `SyllableClassifier` names its syllable.
+  tokens are decoded by the tokenizer into a log-mel chunk, and a classifier fitted on the
+  train split's labelled chunks names its syllable (`eval.syllable_classifier`: the
+  nearest-template `SyllableClassifier` by default, or a small network,
+  `NeuralSyllableClassifier`).
 * The S names form a histogram q. Scores, averaged over prompts:
     completion_accuracy     share of prompts where q's most frequent syllable is
                             p's most likely one (a tie among q's top syllables counts
@@ -48,19 +50,27 @@ Protocol (`completion_prompts.py` says where prompts come from):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from audiodream.data.synthetic.classifier import SyllableClassifier
 from audiodream.evaluation.imagination import Temperatures, imagine_tokens, observe_prompt, prompt_states
 from audiodream.tokenizer.model import Tokenizer
 from audiodream.worldmodel import Policy, WorldModel
 
 FLOOR_REPEATS = 20  # simulated sets of S exact samples per prompt for the references
 PROMPT_ROWS = 1024  # rows (prompts x samples, or prompts x steps) the model takes in one batch
+
+
+class ChunkClassifier(Protocol):
+    """Names the syllable of each log-mel chunk (data/synthetic: SyllableClassifier,
+    NeuralSyllableClassifier; `eval.syllable_classifier` picks one)."""
+
+    def predict(self, mels: np.ndarray) -> np.ndarray:
+        """(N, n_mels, chunk_frames) chunks -> (N,) syllable ids."""
+        ...
 
 
 @dataclass
@@ -181,7 +191,7 @@ def _stacked_tokens(prompts: Sequence[CompletionPrompt], batch: Sequence[int]) -
 def imagine_next_syllables(
     model: WorldModel,
     tokenizer: Tokenizer,
-    classifier: SyllableClassifier,
+    classifier: ChunkClassifier,
     prompts: Sequence[CompletionPrompt],
     samples: int,
     policy: Policy,
@@ -208,7 +218,7 @@ def imagine_next_syllables(
 def posterior_decode_accuracy(
     model: WorldModel,
     tokenizer: Tokenizer,
-    classifier: SyllableClassifier,
+    classifier: ChunkClassifier,
     prompts: Sequence[CompletionPrompt],
     policy: Policy,
     generator: Optional[torch.Generator] = None,

@@ -24,6 +24,7 @@ syllable labels) has no completion test; the reason is reported instead of a num
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -33,12 +34,21 @@ from tqdm import tqdm
 
 from audiodream.config.schema import Config
 from audiodream.data.stage import DataPaths, load_split_features
+from audiodream.data.synthetic.classifier import SyllableClassifier
 from audiodream.data.synthetic.corpus import corpus_grammar
-from audiodream.evaluation.completion import CompletionPrompt
+from audiodream.data.synthetic.neural_classifier import NeuralSyllableClassifier
+from audiodream.evaluation.completion import ChunkClassifier, CompletionPrompt
 from audiodream.tokenizer.chunks import aligned_chunks
 from audiodream.tokenizer.model import Tokenizer
 
-CLASSIFIER_TRAIN_CHUNKS = 4000  # labelled chunks the classifier is fitted on (random subset)
+log = logging.getLogger(__name__)
+
+ENV_CLASSIFIER_CHUNKS = 4000  # labelled chunks drawn from env episodes to fit the classifier on
+# Labelled chunks each classifier is fitted on at most (a random subset of the train split):
+# the linear one as in every session before the network (its figures stay comparable),
+# the network on all the listen_synthetic corpus has (~53k).
+CLASSIFIER_TRAIN_CHUNKS = {"mlp": 60000, "lda": 4000}
+SYLLABLE_CLASSIFIERS = tuple(CLASSIFIER_TRAIN_CHUNKS)
 CLASSIFIER_TEST_CHUNKS = 600  # held-out chunks its accuracy is reported on
 
 
@@ -85,6 +95,21 @@ def completion_setup(cfg: Config, run_dir: Path, tokenizer: Tokenizer, n_prompts
         probe.close()
 
 
+def check_syllable_classifier(kind: str) -> None:
+    if kind not in SYLLABLE_CLASSIFIERS:
+        raise ValueError(f"config key 'eval.syllable_classifier': unknown classifier {kind!r}; choose one of {', '.join(SYLLABLE_CLASSIFIERS)}")
+
+
+def fit_syllable_classifier(kind: str, chunks: LabelledChunks, seed: int) -> ChunkClassifier:
+    """The `eval.syllable_classifier` named `kind`, fitted on (a seeded subset of) `chunks`."""
+    check_syllable_classifier(kind)
+    train = chunks.subset(CLASSIFIER_TRAIN_CHUNKS[kind], np.random.default_rng(seed))
+    log.info("eval: fitting the syllable classifier (%s) on %d labelled train chunks", kind, len(train.labels))
+    if kind == "lda":
+        return SyllableClassifier.fit(train.mels, train.labels)
+    return NeuralSyllableClassifier.fit(train.mels, train.labels, seed)
+
+
 # ------------------------------------------------------------------------------ corpus
 
 
@@ -127,7 +152,7 @@ def _corpus_setup(cfg: Config, run_dir: Path, tokenizer: Tokenizer, n_prompts: i
         context = syllables[:length]
         prompts.append(CompletionPrompt(tokens, context, grammar.next_distribution(context)))
     source = f"first 2..n-1 syllables of {min(n_prompts, len(test))} test-split utterances of the corpus ({manifest})"
-    return CompletionSetup(source, prompts, train_pooled.subset(CLASSIFIER_TRAIN_CHUNKS, rng), test_pooled.subset(CLASSIFIER_TEST_CHUNKS, rng)), ""
+    return CompletionSetup(source, prompts, train_pooled, test_pooled.subset(CLASSIFIER_TEST_CHUNKS, rng)), ""
 
 
 # ------------------------------------------------------------------------ spoken task
@@ -194,7 +219,7 @@ def _spoken_task_setup(
             prompts.append(CompletionPrompt(tokens, context, grammar.next_distribution(context)))
     finally:
         env.close()
-    train = _env_chunks(cfg, run_dir, "train", CLASSIFIER_TRAIN_CHUNKS, seed + 1_000_000)
+    train = _env_chunks(cfg, run_dir, "train", ENV_CLASSIFIER_CHUNKS, seed + 1_000_000)
     test = _env_chunks(cfg, run_dir, "test", CLASSIFIER_TEST_CHUNKS, seed + 2_000_000)
     source = f"first 2..{shortest_prompt - 1} prompt steps of {n_prompts} fresh test-split episodes of {cfg.env.id}"
     return CompletionSetup(source, prompts, train, test), ""

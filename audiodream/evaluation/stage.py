@@ -38,9 +38,8 @@ import torch
 
 from audiodream.agent import RandomPolicy
 from audiodream.config.schema import Config, EvalConfig
-from audiodream.data.synthetic.classifier import SyllableClassifier
-from audiodream.evaluation.completion import CompletionScores, completion_scores, imagine_next_syllables, posterior_decode_accuracy
-from audiodream.evaluation.completion_prompts import CompletionSetup, completion_setup
+from audiodream.evaluation.completion import ChunkClassifier, CompletionScores, completion_scores, imagine_next_syllables, posterior_decode_accuracy
+from audiodream.evaluation.completion_prompts import CompletionSetup, check_syllable_classifier, completion_setup, fit_syllable_classifier
 from audiodream.evaluation.dreams import corpus_utterances, training_statistics, write_continuations, write_dreams
 from audiodream.evaluation.imagination import Temperatures, behaviour_policy
 from audiodream.evaluation.open_loop import open_loop_metrics, training_episodes, warn_uncovered_horizons
@@ -85,6 +84,7 @@ def check_eval_config(cfg: EvalConfig) -> None:
         raise ValueError(f"config key 'eval.n_dreams': must be an integer >= 0, got {cfg.n_dreams!r}")
     if not cfg.horizons or any(not isinstance(h, int) or h < 1 for h in cfg.horizons):
         raise ValueError(f"config key 'eval.horizons': must be a non-empty list of positive integers, got {cfg.horizons!r}")
+    check_syllable_classifier(cfg.syllable_classifier)
     eval_temperatures(cfg)
 
 
@@ -151,8 +151,7 @@ def _completion(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: E
     if setup is None:
         log.warning("eval: no syllable completion test: %s", reason)
         return {"completion_accuracy": None, "completion_tv_distance": None, "completion_source": f"skipped: {reason}"}
-    log.info("eval: fitting the syllable classifier on %d labelled train chunks", len(setup.train_chunks.labels))
-    classifier = SyllableClassifier.fit(setup.train_chunks.mels, setup.train_chunks.labels)
+    classifier = fit_syllable_classifier(ecfg.syllable_classifier, setup.train_chunks, seed)
     policy = behaviour_policy(run.actor, run.world_model)
     true_next = np.stack([p.true_next for p in setup.prompts])
     temperatures = eval_temperatures(ecfg)
@@ -176,6 +175,7 @@ def _completion(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: E
         "completion_samples": ecfg.completion_samples,
         "completion_prompt_steps_mean": float(np.mean([len(p.context) for p in setup.prompts])),
         "completion_source": setup.source,
+        "completion_classifier": ecfg.syllable_classifier,
         **_classifier_accuracy(classifier, setup, run),
     }
     if temperatures != Temperatures():
@@ -187,7 +187,7 @@ def _completion(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: E
     return metrics
 
 
-def _classifier_accuracy(classifier: SyllableClassifier, setup: CompletionSetup, run: TrainedRun) -> dict[str, Optional[float]]:
+def _classifier_accuracy(classifier: ChunkClassifier, setup: CompletionSetup, run: TrainedRun) -> dict[str, Optional[float]]:
     """How far the classifier's names can be trusted: on held-out real chunks, and after a tokenizer round trip."""
     test = setup.test_chunks
     if len(test.labels) == 0:

@@ -40,6 +40,30 @@ def shift_mel_bins(mels: np.ndarray, bins: int) -> np.ndarray:
     return shifted
 
 
+def check_labelled_chunks(mels: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mels, labels, the sorted classes present) of a classifier's training set; clear errors
+    for shapes that do not match or a set with fewer than two syllables."""
+    mels = np.asarray(mels)
+    labels = np.asarray(labels, dtype=np.int64)
+    if mels.ndim != 3:
+        raise ValueError(f"mels must have shape (N, n_mels, chunk_frames), got {mels.shape}")
+    if labels.shape != (len(mels),):
+        raise ValueError(f"labels must have shape ({len(mels)},) to match mels, got {labels.shape}")
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError(f"need chunks of at least 2 syllables to fit, got only {classes.tolist()}")
+    return mels, labels, classes
+
+
+def check_chunk_shape(mels: np.ndarray, chunk_shape: tuple[int, int]) -> np.ndarray:
+    """``mels`` as an array, or a clear error if they are not chunks of the shape fitted on."""
+    mels = np.asarray(mels)
+    if mels.ndim != 3 or mels.shape[1:] != chunk_shape:
+        n_mels, frames = chunk_shape
+        raise ValueError(f"mels must have shape (N, {n_mels}, {frames}), got {mels.shape}")
+    return mels
+
+
 class SyllableClassifier:
     """Nearest-template classifier over normalised log-mel chunks of one syllable."""
 
@@ -55,19 +79,11 @@ class SyllableClassifier:
             shift_bins: int = DEFAULT_SHIFT_BINS) -> "SyllableClassifier":
         """``mels`` (N, n_mels, chunk_frames) z-scored log-mel chunks, ``labels`` (N,) syllable ids.
         Only syllables present in ``labels`` can be predicted."""
-        mels = np.asarray(mels)
-        labels = np.asarray(labels, dtype=np.int64)
-        if mels.ndim != 3:
-            raise ValueError(f"mels must have shape (N, n_mels, chunk_frames), got {mels.shape}")
-        if labels.shape != (len(mels),):
-            raise ValueError(f"labels must have shape ({len(mels)},) to match mels, got {labels.shape}")
+        mels, labels, classes = check_labelled_chunks(mels, labels)
         if not 0.0 <= shrinkage <= 1.0:
             raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
         if not 0 <= shift_bins < mels.shape[1]:
             raise ValueError(f"shift_bins must lie in [0, {mels.shape[1]}), got {shift_bins}")
-        classes = np.unique(labels)
-        if len(classes) < 2:
-            raise ValueError(f"need chunks of at least 2 syllables to fit, got only {classes.tolist()}")
         shifts = range(-shift_bins, shift_bins + 1)
         features = np.concatenate([standardise_chunks(shift_mel_bins(mels, k)) for k in shifts])
         index = np.tile(np.searchsorted(classes, labels), len(shifts))
@@ -83,11 +99,7 @@ class SyllableClassifier:
     def scores(self, mels: np.ndarray) -> np.ndarray:
         """(N, n_classes) linear discriminant scores; higher = closer template. Columns follow
         ``self.classes``."""
-        mels = np.asarray(mels)
-        if mels.ndim != 3 or mels.shape[1:] != self.chunk_shape:
-            n_mels, frames = self.chunk_shape
-            raise ValueError(f"mels must have shape (N, {n_mels}, {frames}), got {mels.shape}")
-        return standardise_chunks(mels) @ self.weights + self.bias
+        return standardise_chunks(check_chunk_shape(mels, self.chunk_shape)) @ self.weights + self.bias
 
     def predict(self, mels: np.ndarray) -> np.ndarray:
         """(N,) syllable ids."""
