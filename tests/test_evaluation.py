@@ -33,6 +33,7 @@ from audiodream.dreamer.checkpoint import load_checkpoint, save_checkpoint, resu
 from audiodream.dreamer.trainers import DreamerTrainers
 from audiodream.evaluation import completion_scores, eval_stage, load_trained_run, play_episodes, replay_episodes
 from audiodream.evaluation.completion import CompletionPrompt, exact_sample_references, same_length_batches
+from audiodream.evaluation.completion_prompts import completion_setup, with_reconstructions
 from audiodream.evaluation.imagination import behaviour_policy, dream_trajectory, observe_prompt, prompt_states
 from audiodream.evaluation.returns import gap_closed
 from audiodream.evaluation.trained_run import MissingStageOutput
@@ -206,14 +207,34 @@ def test_imagining_at_other_temperatures_reports_the_figures_at_1_beside_them(li
 def test_the_syllable_classifier_is_the_configs_and_changes_only_the_completion_figures(listen_run, tmp_path) -> None:
     cfg, run_dir, _ = listen_run
     copy = tmp_path / "run"
-    network = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, syllable_classifier="mlp"))
+    network = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, syllable_classifier="mlp", classifier_reconstructions=True))
     linear_run, network_run = _eval_a_copy(run_dir, copy, network)
     assert linear_run["completion_classifier"] == "lda" and network_run["completion_classifier"] == "mlp"
+    assert linear_run["completion_classifier_reconstructions"] is False and network_run["completion_classifier_reconstructions"] is True
     assert network_run["ce_by_horizon"] == linear_run["ce_by_horizon"]
     assert network_run["classifier_accuracy_real"] > 1 / 24  # fitted on train chunks, scored on held-out voices
     unknown = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, syllable_classifier="svm"))
     with pytest.raises(ValueError, match="eval.syllable_classifier.*'svm'.*mlp, lda"):
         eval_stage(unknown, copy, Tracker.disabled())
+    not_a_flag = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, classifier_reconstructions="yes"))
+    with pytest.raises(ValueError, match="eval.classifier_reconstructions.*'yes'"):
+        eval_stage(not_a_flag, copy, Tracker.disabled())
+
+
+def test_classifier_reconstructions_are_the_tokenizers_round_trips_of_the_same_chunks(listen_run) -> None:
+    cfg, run_dir, _ = listen_run
+    tokenizer = load_trained_run(cfg, run_dir).tokenizer
+    setup, reason = completion_setup(cfg, run_dir, tokenizer, 2, 0)
+    assert setup is not None, reason
+    chunks = setup.train_chunks.subset(40, np.random.default_rng(0))
+    both = with_reconstructions(chunks, tokenizer, batch=16)  # three tokenizer calls
+    n = len(chunks.labels)
+    assert both.mels.shape == (2 * n, *chunks.mels.shape[1:]) and both.mels.dtype == np.float32
+    assert np.array_equal(both.labels, np.concatenate([chunks.labels, chunks.labels]))
+    assert np.array_equal(both.mels[:n], chunks.mels)
+    expected = tokenizer.decode_chunks(tokenizer.encode_chunks(chunks.mels)).cpu().numpy()
+    np.testing.assert_allclose(both.mels[n:], expected, atol=1e-5)
+    assert not np.allclose(both.mels[n:], chunks.mels, atol=1e-3)  # a lossy round trip, not a copy
 
 
 def test_eval_scores_the_moving_average_the_learner_kept(listen_run) -> None:

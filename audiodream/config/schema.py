@@ -187,6 +187,7 @@ class EvalConfig:
     token_temperature: float = 1.0
     latent_temperature: float = 1.0
     syllable_classifier: str = "lda"
+    classifier_reconstructions: bool = False
 
 
 @dataclass

@@ -14,7 +14,7 @@ metrics.json:
     completion_accuracy_exact_samples, completion_outside_support,
     completion_mode_mass(_true), completion_rest_of_support_mass(_true),
     completion_posterior_decode_accuracy, completion_prompts, completion_samples,
-    completion_source, classifier_accuracy_real,
+    completion_source, completion_classifier(_reconstructions), classifier_accuracy_real,
     classifier_accuracy_reconstructed                 completion.py, completion_prompts.py
     return_mean, return_std, return_episodes, return_policy, return_split,
     return_random_policy_measured, return_mean_test_split,
@@ -85,6 +85,8 @@ def check_eval_config(cfg: EvalConfig) -> None:
     if not cfg.horizons or any(not isinstance(h, int) or h < 1 for h in cfg.horizons):
         raise ValueError(f"config key 'eval.horizons': must be a non-empty list of positive integers, got {cfg.horizons!r}")
     check_syllable_classifier(cfg.syllable_classifier)
+    if not isinstance(cfg.classifier_reconstructions, bool):
+        raise ValueError(f"config key 'eval.classifier_reconstructions': must be true or false, got {cfg.classifier_reconstructions!r}")
     eval_temperatures(cfg)
 
 
@@ -151,7 +153,8 @@ def _completion(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: E
     if setup is None:
         log.warning("eval: no syllable completion test: %s", reason)
         return {"completion_accuracy": None, "completion_tv_distance": None, "completion_source": f"skipped: {reason}"}
-    classifier = fit_syllable_classifier(ecfg.syllable_classifier, setup.train_chunks, seed)
+    renderer = run.tokenizer if ecfg.classifier_reconstructions else None
+    classifier = fit_syllable_classifier(ecfg.syllable_classifier, setup.train_chunks, seed, renderer)
     policy = behaviour_policy(run.actor, run.world_model)
     true_next = np.stack([p.true_next for p in setup.prompts])
     temperatures = eval_temperatures(ecfg)
@@ -176,6 +179,7 @@ def _completion(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: E
         "completion_prompt_steps_mean": float(np.mean([len(p.context) for p in setup.prompts])),
         "completion_source": setup.source,
         "completion_classifier": ecfg.syllable_classifier,
+        "completion_classifier_reconstructions": ecfg.classifier_reconstructions,
         **_classifier_accuracy(classifier, setup, run),
     }
     if temperatures != Temperatures():
