@@ -50,7 +50,7 @@ ENV_CLASSIFIER_CHUNKS = 4000  # labelled chunks drawn from env episodes to fit t
 CLASSIFIER_TRAIN_CHUNKS = {"mlp": 60000, "lda": 4000}
 SYLLABLE_CLASSIFIERS = tuple(CLASSIFIER_TRAIN_CHUNKS)
 CLASSIFIER_TEST_CHUNKS = 600  # held-out chunks its accuracy is reported on
-RECONSTRUCTION_BATCH = 4096  # chunks per tokenizer call in with_reconstructions (bounds its memory)
+RECONSTRUCTION_BATCH = 4096  # chunks per tokenizer call in round_trips (bounds its memory)
 
 
 @dataclass
@@ -126,13 +126,18 @@ def with_reconstructions(chunks: LabelledChunks, tokenizer: Tokenizer, batch: in
     tokenizer."""
     if len(chunks.labels) == 0:
         return chunks
-    rebuilt = [
-        tokenizer.decode_chunks(tokenizer.encode_chunks(chunks.mels[start : start + batch])).cpu().numpy()
-        for start in range(0, len(chunks.labels), batch)
-    ]
     return LabelledChunks(
-        np.concatenate([chunks.mels, *rebuilt]).astype(np.float32), np.concatenate([chunks.labels, chunks.labels])
+        np.concatenate([chunks.mels, round_trips(tokenizer, chunks.mels, batch)]).astype(np.float32, copy=False),
+        np.concatenate([chunks.labels, chunks.labels]),
     )
+
+
+def round_trips(tokenizer: Tokenizer, mels: np.ndarray, batch: int = RECONSTRUCTION_BATCH) -> np.ndarray:
+    """(N, n_mels, chunk_frames) chunks as the tokenizer renders them after encoding, `batch` at a time."""
+    return np.concatenate([
+        tokenizer.decode_chunks(tokenizer.encode_chunks(mels[start : start + batch])).cpu().numpy()
+        for start in range(0, len(mels), batch)
+    ])
 
 
 # ------------------------------------------------------------------------------ corpus

@@ -39,7 +39,9 @@ import torch
 from audiodream.agent import RandomPolicy
 from audiodream.config.schema import Config, EvalConfig
 from audiodream.evaluation.completion import ChunkClassifier, CompletionScores, completion_scores, imagine_next_syllables, posterior_decode_accuracy
-from audiodream.evaluation.completion_prompts import CompletionSetup, check_syllable_classifier, completion_setup, fit_syllable_classifier
+from audiodream.evaluation.completion_prompts import (
+    CompletionSetup, check_syllable_classifier, completion_setup, fit_syllable_classifier, round_trips,
+)
 from audiodream.evaluation.dreams import corpus_utterances, training_statistics, write_continuations, write_dreams
 from audiodream.evaluation.imagination import Temperatures, behaviour_policy
 from audiodream.evaluation.open_loop import open_loop_metrics, training_episodes, warn_uncovered_horizons
@@ -85,8 +87,6 @@ def check_eval_config(cfg: EvalConfig) -> None:
     if not cfg.horizons or any(not isinstance(h, int) or h < 1 for h in cfg.horizons):
         raise ValueError(f"config key 'eval.horizons': must be a non-empty list of positive integers, got {cfg.horizons!r}")
     check_syllable_classifier(cfg.syllable_classifier)
-    if not isinstance(cfg.classifier_reconstructions, bool):
-        raise ValueError(f"config key 'eval.classifier_reconstructions': must be true or false, got {cfg.classifier_reconstructions!r}")
     eval_temperatures(cfg)
 
 
@@ -196,7 +196,7 @@ def _classifier_accuracy(classifier: ChunkClassifier, setup: CompletionSetup, ru
     test = setup.test_chunks
     if len(test.labels) == 0:
         return {"classifier_accuracy_real": None, "classifier_accuracy_reconstructed": None}
-    reconstructed = run.tokenizer.decode_chunks(run.tokenizer.encode_chunks(test.mels)).cpu().numpy()
+    reconstructed = round_trips(run.tokenizer, test.mels)
     return {
         "classifier_accuracy_real": float(np.mean(classifier.predict(test.mels) == test.labels)),
         "classifier_accuracy_reconstructed": float(np.mean(classifier.predict(reconstructed) == test.labels)),
