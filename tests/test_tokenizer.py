@@ -228,3 +228,14 @@ def test_steps_zero_without_init_is_a_clear_error(tmp_path: Path):
     cfg = load_config([], ["tokenizer.steps=0"])
     with pytest.raises(ValueError, match="tokenizer.init"):
         initial_model(cfg, torch.device("cpu"))
+
+
+def test_round_trips_in_batches_are_one_calls_tokens_and_their_decodings() -> None:
+    """Batching only bounds memory: the tokens are those of one encode call, the chunks their decodings."""
+    model = tiny_tokenizer()
+    chunks = np.random.default_rng(0).normal(size=(10, model.n_mels, model.chunk_frames)).astype(np.float32)
+    tokens, decoded = model.round_trip_chunks(chunks, batch=4)  # three calls
+    assert torch.equal(tokens, model.encode_chunks(chunks).cpu())
+    torch.testing.assert_close(decoded, model.decode_chunks(tokens).cpu())
+    none_tokens, none_decoded = model.round_trip_chunks(chunks[:0])
+    assert none_tokens.shape == (0, model.tokens_per_step) and none_decoded.shape == (0, model.n_mels, model.chunk_frames)

@@ -39,7 +39,7 @@ from audiodream.data.synthetic.corpus import corpus_grammar
 from audiodream.data.synthetic.neural_classifier import NeuralSyllableClassifier
 from audiodream.evaluation.completion import ChunkClassifier, CompletionPrompt
 from audiodream.tokenizer.chunks import aligned_chunks
-from audiodream.tokenizer.model import Tokenizer
+from audiodream.tokenizer.model import ROUND_TRIP_BATCH, Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ ENV_CLASSIFIER_CHUNKS = 4000  # labelled chunks drawn from env episodes to fit t
 CLASSIFIER_TRAIN_CHUNKS = {"mlp": 60000, "lda": 4000}
 SYLLABLE_CLASSIFIERS = tuple(CLASSIFIER_TRAIN_CHUNKS)
 CLASSIFIER_TEST_CHUNKS = 600  # held-out chunks its accuracy is reported on
-RECONSTRUCTION_BATCH = 4096  # chunks per tokenizer call in round_trips (bounds its memory)
 
 
 @dataclass
@@ -115,7 +114,7 @@ def fit_syllable_classifier(kind: str, chunks: LabelledChunks, seed: int, tokeni
     return NeuralSyllableClassifier.fit(train.mels, train.labels, seed)
 
 
-def with_reconstructions(chunks: LabelledChunks, tokenizer: Tokenizer, batch: int = RECONSTRUCTION_BATCH) -> LabelledChunks:
+def with_reconstructions(chunks: LabelledChunks, tokenizer: Tokenizer, batch: int = ROUND_TRIP_BATCH) -> LabelledChunks:
     """`chunks` followed by their tokenizer round trips (encode, decode), with the same labels.
 
     Why: every chunk the completion test names was rendered by the tokenizer's decoder, whose
@@ -124,20 +123,10 @@ def with_reconstructions(chunks: LabelledChunks, tokenizer: Tokenizer, batch: in
     0.965 -> 0.975 right, real 0.995 -> 0.997; README "World model", session 24). The
     world model plays no part in it, so the instrument stays the same for every model of a
     tokenizer."""
-    if len(chunks.labels) == 0:
-        return chunks
     return LabelledChunks(
-        np.concatenate([chunks.mels, round_trips(tokenizer, chunks.mels, batch)]).astype(np.float32, copy=False),
+        np.concatenate([chunks.mels, tokenizer.round_trip_chunks(chunks.mels, batch)[1].numpy()]).astype(np.float32, copy=False),
         np.concatenate([chunks.labels, chunks.labels]),
     )
-
-
-def round_trips(tokenizer: Tokenizer, mels: np.ndarray, batch: int = RECONSTRUCTION_BATCH) -> np.ndarray:
-    """(N, n_mels, chunk_frames) chunks as the tokenizer renders them after encoding, `batch` at a time."""
-    return np.concatenate([
-        tokenizer.decode_chunks(tokenizer.encode_chunks(mels[start : start + batch])).cpu().numpy()
-        for start in range(0, len(mels), batch)
-    ])
 
 
 # ------------------------------------------------------------------------------ corpus

@@ -39,9 +39,7 @@ import torch
 from audiodream.agent import RandomPolicy
 from audiodream.config.schema import Config, EvalConfig
 from audiodream.evaluation.completion import ChunkClassifier, CompletionScores, completion_scores, imagine_next_syllables, posterior_decode_accuracy
-from audiodream.evaluation.completion_prompts import (
-    CompletionSetup, check_syllable_classifier, completion_setup, fit_syllable_classifier, round_trips,
-)
+from audiodream.evaluation.completion_prompts import CompletionSetup, check_syllable_classifier, completion_setup, fit_syllable_classifier
 from audiodream.evaluation.dreams import corpus_utterances, training_statistics, write_continuations, write_dreams
 from audiodream.evaluation.imagination import Temperatures, behaviour_policy
 from audiodream.evaluation.open_loop import open_loop_metrics, training_episodes, warn_uncovered_horizons
@@ -196,7 +194,7 @@ def _classifier_accuracy(classifier: ChunkClassifier, setup: CompletionSetup, ru
     test = setup.test_chunks
     if len(test.labels) == 0:
         return {"classifier_accuracy_real": None, "classifier_accuracy_reconstructed": None}
-    reconstructed = round_trips(run.tokenizer, test.mels)
+    reconstructed = run.tokenizer.round_trip_chunks(test.mels)[1].numpy()
     return {
         "classifier_accuracy_real": float(np.mean(classifier.predict(test.mels) == test.labels)),
         "classifier_accuracy_reconstructed": float(np.mean(classifier.predict(reconstructed) == test.labels)),

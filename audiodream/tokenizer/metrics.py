@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from audiodream.tokenizer.chunks import aligned_chunks, trim_to_chunks
-from audiodream.tokenizer.model import Tokenizer
+from audiodream.tokenizer.model import ROUND_TRIP_BATCH, Tokenizer
 
 QUALITY_KEYS: tuple[str, ...] = ("mse", "psnr_db", "pearson")
 USAGE_KEYS: tuple[str, ...] = ("perplexity", "codes_used", "dead_codes", "codebook_size")
@@ -36,22 +35,17 @@ class Reconstruction:
     tokens: np.ndarray  # (S, K)
 
 
-def reconstruct(model: Tokenizer, mels: Sequence[np.ndarray], batch_chunks: int = 4096) -> list[Reconstruction]:
+def reconstruct(model: Tokenizer, mels: Sequence[np.ndarray], batch_chunks: int = ROUND_TRIP_BATCH) -> list[Reconstruction]:
     """Encode and decode every utterance chunk by chunk, batching chunks across utterances.
 
     One Reconstruction per input, in order; an utterance shorter than a chunk gets an empty one.
     """
-    chunk, k = model.chunk_frames, model.tokens_per_step
+    chunk = model.chunk_frames
     pieces = [aligned_chunks(m, chunk) for m in mels]
     counts = [p.shape[0] for p in pieces]
     all_chunks = np.concatenate(pieces, axis=0) if sum(counts) else np.zeros((0, model.n_mels, chunk), np.float32)
-    tokens, recon = [torch.zeros(0, k, dtype=torch.long)], [torch.zeros(0, model.n_mels, chunk)]
-    for start in range(0, all_chunks.shape[0], batch_chunks):
-        t = model.encode_chunks(all_chunks[start : start + batch_chunks])
-        tokens.append(t.cpu())
-        recon.append(model.decode_chunks(t).cpu())
-    all_tokens = torch.cat(tokens).numpy()
-    all_recon = torch.cat(recon).numpy()
+    tokens, recon = model.round_trip_chunks(all_chunks, batch_chunks)
+    all_tokens, all_recon = tokens.numpy(), recon.numpy()
     out, offset = [], 0
     for mel, n in zip(mels, counts):
         r = all_recon[offset : offset + n]  # (n, n_mels, chunk)

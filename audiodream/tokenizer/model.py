@@ -33,6 +33,7 @@ from audiodream.tokenizer.networks import ChunkDecoder, ChunkEncoder
 from audiodream.tokenizer.quantizer import NormalizedVectorQuantizer
 
 CHECKPOINT_FORMAT = "audiodream.tokenizer/1"
+ROUND_TRIP_BATCH = 4096  # chunks per encode/decode call in round_trip_chunks (bounds its memory)
 
 
 class TokenizerCheckpointError(RuntimeError):
@@ -200,6 +201,18 @@ class Tokenizer(nn.Module):
             raise ValueError(f"decode_chunks expects (N, {self.tokens_per_step}) tokens, got shape {tuple(t.shape)}")
         with self._inference():
             return self._decode_codes(self.quantizer.embed(t))
+
+    def round_trip_chunks(self, chunks: Tensor | np.ndarray, batch: int = ROUND_TRIP_BATCH) -> tuple[Tensor, Tensor]:
+        """(N, n_mels, chunk_frames) chunks -> their tokens (N, K) and decodings (N, n_mels,
+        chunk_frames), as CPU tensors, `batch` chunks a call: the tokenizer's own quality figures
+        and the eval's reconstructed chunks both come from here."""
+        tokens = [torch.zeros(0, self.tokens_per_step, dtype=torch.long)]
+        decoded = [torch.zeros(0, self.n_mels, self.chunk_frames)]
+        for start in range(0, len(chunks), batch):
+            t = self.encode_chunks(chunks[start : start + batch])
+            tokens.append(t.cpu())
+            decoded.append(self.decode_chunks(t).cpu())
+        return torch.cat(tokens), torch.cat(decoded)
 
     def decode(self, tokens: Tensor | np.ndarray) -> Tensor:
         """(B, S, K) tokens -> (B, n_mels, S * chunk_frames) normalised log-mels."""
