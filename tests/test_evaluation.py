@@ -34,7 +34,7 @@ from audiodream.dreamer.trainers import DreamerTrainers
 from audiodream.evaluation import completion_scores, eval_stage, load_trained_run, play_episodes, replay_episodes
 from audiodream.evaluation.completion import CompletionPrompt, exact_sample_references, same_length_batches
 from audiodream.evaluation.completion_prompts import completion_setup, with_reconstructions
-from audiodream.evaluation.imagination import behaviour_policy, dream_trajectory, observe_prompt, prompt_states
+from audiodream.evaluation.imagination import Temperatures, behaviour_policy, dream_mels, dream_trajectory, imagine_mels, imagine_tokens, observe_prompt, prompt_states
 from audiodream.evaluation.returns import gap_closed
 from audiodream.evaluation.trained_run import MissingStageOutput
 from audiodream.tokenizer.model import Tokenizer
@@ -202,6 +202,23 @@ def test_imagining_at_other_temperatures_reports_the_figures_at_1_beside_them(li
     assert len(list((copy / "eval" / "samples").glob("dream_*.wav"))) == cfg.eval.n_dreams
     with pytest.raises(ValueError, match="eval.latent_temperature"):
         eval_stage(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, latent_temperature=-1.0)), copy, Tracker.disabled())
+    with pytest.raises(ValueError, match="'eval.token_draw': must be one of sample, mean, got 'median'"):
+        eval_stage(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, token_draw="median")), copy, Tracker.disabled())
+
+
+def test_imagined_steps_decoded_from_their_mean_codes_are_reported_as_such(listen_run, tmp_path) -> None:
+    """eval.token_draw "mean" changes what the tokenizer decodes for imagined steps only; the
+    figures of the default draw (sampled tokens at temperature 1) are reported beside it."""
+    cfg, run_dir, _ = listen_run
+    copy = tmp_path / "run"
+    mean = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, token_draw="mean"))
+    before, after = _eval_a_copy(run_dir, copy, mean)
+    assert after["ce_by_horizon"] == before["ce_by_horizon"]
+    assert before["completion_token_draw"] == "sample" and after["completion_token_draw"] == "mean"
+    for key in ("completion_accuracy", "completion_tv_distance", "completion_outside_support"):
+        assert after[f"{key}_temperature_1"] == before[key], key
+    assert 0.0 <= after["completion_posterior_decode_accuracy"] <= 1.0
+    assert len(list((copy / "eval" / "samples").glob("dream_*.wav"))) == cfg.eval.n_dreams
 
 
 def test_the_syllable_classifier_is_the_configs_and_changes_only_the_completion_figures(listen_run, tmp_path) -> None:
@@ -422,6 +439,33 @@ def test_unconditional_dream_starts_like_an_observed_episode(listen_run) -> None
     assert torch.allclose(dream.h[:, 1], observed.h[:, 0], atol=1e-6)
     assert torch.allclose(dream.prior_log_probs[:, 0], observed.prior_log_probs[:, 0], atol=1e-5)
     assert dream.tokens is not None and dream.tokens.shape == (2, 3, model.spec.tokens_per_step)
+
+
+def test_imagined_steps_sound_as_their_token_draw_says(listen_run) -> None:
+    """token_draw "sample" decodes the very tokens imagine_tokens draws (one random stream);
+    "mean" decodes each slot's mean code vector, a function of the imagined latents only:
+    the same whatever the token stream, and at token temperature 0 the most likely tokens'."""
+    cfg, run_dir, _ = listen_run
+    run = load_trained_run(cfg, run_dir)
+    model, tok = run.world_model, run.tokenizer
+    policy = behaviour_policy(None, model)
+    start = observe_prompt(model, torch.randint(0, model.spec.vocab_size, (3, 2, model.spec.tokens_per_step)), policy, torch.Generator().manual_seed(1))
+    sampled = imagine_mels(model, tok, start, 4, policy, Temperatures(), torch.Generator().manual_seed(5))
+    tokens = imagine_tokens(model, start, 4, policy, Temperatures(), torch.Generator().manual_seed(5))
+    assert sampled.shape == (3, tok.n_mels, 4 * tok.chunk_frames)
+    assert torch.allclose(sampled, tok.decode(tokens), atol=1e-6)
+    sharp = Temperatures(1.0, 0.0, "mean")  # latents at their modes: one component draw is the only noise
+    mean = imagine_mels(model, tok, start, 4, policy, sharp, torch.Generator().manual_seed(5))
+    trajectory = model.imagine(start, policy, 4, torch.Generator().manual_seed(5), False, latent_temperature=0.0)
+    expected = tok.decode_code_vectors(model.mean_code_vectors(trajectory.features[:, 1:], tok.code_vectors(), 1.0))
+    assert torch.allclose(mean, expected, atol=1e-6) and not torch.allclose(mean, sampled, atol=1e-3)
+    greedy = dataclasses.replace(sharp, tokens=0.0)
+    assert torch.allclose(imagine_mels(model, tok, start, 4, policy, greedy, torch.Generator().manual_seed(5)),
+                          imagine_mels(model, tok, start, 4, policy, dataclasses.replace(greedy, token_draw="sample"), torch.Generator().manual_seed(5)), atol=1e-6)
+    dreams = dream_mels(model, tok, 2, 3, policy, sharp, torch.Generator().manual_seed(6))
+    assert dreams.shape == (2, tok.n_mels, 3 * tok.chunk_frames) and torch.isfinite(dreams).all()
+    with pytest.raises(ValueError, match="token draw: must be one of sample, mean"):
+        Temperatures(1.0, 1.0, "median")
 
 
 def test_eval_refuses_missing_or_foreign_checkpoints(listen_run, tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def test_generate_continues_a_clip_of_another_rate_and_format(trained_run, tmp_p
     assert (out / "hello there.png").read_bytes()[:4] == b"\x89PNG"
     info = json.loads((out / "hello there.json").read_text())
     assert info["prompt_steps"] == 6 and info["continuation_steps"] == 4 and info["actions"].startswith("0")
-    assert info["temperature"] == 1.0 and info["latent_temperature"] == 1.0
+    assert info["temperature"] == 1.0 and info["latent_temperature"] == 1.0 and info["token_draw"] == "sample"
 
 
 def test_generate_at_other_temperatures_says_so_and_refuses_negative_ones(trained_run, tmp_path: Path) -> None:
@@ -55,16 +55,20 @@ def test_generate_at_other_temperatures_says_so_and_refuses_negative_ones(traine
     sf.write(str(prompt), voiced_tone(16000, 1.0), 16000)
     out = run_dir / "generate" / "tone.wav"
     runs = []
-    for tokens, latents in ((1.0, 1.0), (0.0, 0.0)):
+    for tokens, latents, draw in ((1.0, 1.0, "sample"), (0.0, 0.0, "sample"), (1.0, 0.0, "mean")):
         at = with_prompt(cfg, prompt)
-        generate_stage(dataclasses.replace(at, generate=dataclasses.replace(at.generate, temperature=tokens, latent_temperature=latents)), run_dir, Tracker.disabled())
+        generate_stage(
+            dataclasses.replace(at, generate=dataclasses.replace(at.generate, temperature=tokens, latent_temperature=latents, token_draw=draw)), run_dir, Tracker.disabled()
+        )
         info = json.loads(out.with_suffix(".json").read_text())
-        assert (info["temperature"], info["latent_temperature"]) == (tokens, latents)
+        assert (info["temperature"], info["latent_temperature"], info["token_draw"]) == (tokens, latents, draw)
         runs.append(sf.read(str(out))[0])
-    assert not np.array_equal(runs[0], runs[1])  # the same seed, other draws
+    assert not np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[1], runs[2])  # the same seed, other draws
+    bad = with_prompt(cfg, prompt)
     with pytest.raises(ValueError, match="generate.latent_temperature"):
-        bad = with_prompt(cfg, prompt)
         generate_stage(dataclasses.replace(bad, generate=dataclasses.replace(bad.generate, latent_temperature=-1.0)), run_dir, Tracker.disabled())
+    with pytest.raises(ValueError, match="'generate.token_draw': must be one of sample, mean"):
+        generate_stage(dataclasses.replace(bad, generate=dataclasses.replace(bad.generate, token_draw="mode")), run_dir, Tracker.disabled())
 
 
 @pytest.mark.parametrize(

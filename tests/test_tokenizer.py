@@ -92,6 +92,23 @@ def test_encode_decode_shapes_and_types():
     assert torch.equal(model.encode(mel.numpy()), tokens)
 
 
+def test_code_vectors_decode_like_their_tokens_and_points_between_them_decode_too():
+    """decode(tokens) is decode_code_vectors of the tokens' code vectors; a point between two
+    codes (a token distribution's mean, imagination's token_draw "mean") decodes to its own chunk."""
+    model = tiny_tokenizer()
+    tokens = model.encode(torch.randn(2, 80, 3 * CHUNK))
+    vectors = model.code_vectors()
+    assert vectors.shape == (model.codebook_size, model.arch.code_dim)
+    assert torch.allclose(vectors.norm(dim=-1), torch.ones(model.codebook_size))
+    assert torch.allclose(model.decode_code_vectors(vectors[tokens]), model.decode(tokens), atol=1e-6)
+    other = model.encode(torch.randn(2, 80, 3 * CHUNK))
+    between = model.decode_code_vectors(0.5 * (vectors[tokens] + vectors[other]))
+    assert between.shape == (2, 80, 3 * CHUNK)
+    assert not torch.allclose(between, model.decode(tokens), atol=1e-3) and not torch.allclose(between, model.decode(other), atol=1e-3)
+    with pytest.raises(ValueError, match=r"decode_code_vectors expects \(B, steps, "):
+        model.decode_code_vectors(vectors[tokens][0])
+
+
 def test_chunks_are_encoded_independently():
     """The env tokenises one step at a time; encoding a whole utterance must give the same tokens."""
     model = tiny_tokenizer()

@@ -344,3 +344,25 @@ def test_token_sampling_draws_from_the_tempered_softmax(temperature):
     assert torch.allclose(frequencies, expected, atol=0.006), (frequencies, expected)
     assert torch.equal(draws, sample_tokens(logits, temperature, torch.Generator().manual_seed(3)))
     assert torch.equal(sample_tokens(logits, 0.0), torch.zeros(50_000, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_mean_code_vectors_average_the_codes_under_the_tempered_token_distribution(temperature) -> None:
+    """token_draw "mean": each slot's vector is sum_v softmax(log p / T)_v c_v, however many
+    steps (more than one block of MEAN_CODE_ROWS here), and at T = 0 the most likely code's own vector."""
+    from audiodream.worldmodel.model import MEAN_CODE_ROWS
+
+    model = WorldModel(tiny_spec())
+    codes = torch.nn.functional.normalize(torch.randn(V, 3), dim=-1)
+    features = torch.randn(2, MEAN_CODE_ROWS // 2 + 7, model.spec.feature_dim)
+    with torch.no_grad():
+        means = model.mean_code_vectors(features, codes, temperature)
+        expected = torch.softmax(model.decode(features) / temperature, dim=-1) @ codes
+        assert means.shape == (*features.shape[:2], K, 3)
+        assert torch.allclose(means, expected, atol=1e-5)
+        assert torch.equal(model.mean_code_vectors(features, codes, 0.0), codes[model.sample_tokens(features, 0.0)])
+    assert means.norm(dim=-1).max() <= 1.0 + 1e-5  # a mean of unit vectors: inside the sphere, not on it
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        model.mean_code_vectors(features, codes, -1.0)
+    with pytest.raises(ValueError, match=rf"codebook: expected shape \({V}, 3\)"):
+        model.mean_code_vectors(features, codes[:-1], 1.0)

@@ -186,6 +186,7 @@ class EvalConfig:
     dream_steps: int = 24
     token_temperature: float = 1.0
     latent_temperature: float = 1.0
+    token_draw: str = "sample"
     syllable_classifier: str = "lda"
     classifier_reconstructions: bool = False
 
@@ -196,6 +197,7 @@ class GenerateConfig:
     seconds: float = 3.0
     temperature: float = 1.0
     latent_temperature: float = 1.0
+    token_draw: str = "sample"
 
 
 @dataclass

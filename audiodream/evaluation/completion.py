@@ -9,7 +9,8 @@ Protocol (`completion_prompts.py` says where prompts come from):
   every sample redraws the posterior and prior latents and the decoder's tokens, the
   tokens at `eval.token_temperature` and the prior's latents within the mixture component
   it draws at `eval.latent_temperature`, imagination.Temperatures). Each imagined step's
-  tokens are decoded by the tokenizer into a log-mel chunk, and a classifier fitted on the
+  tokens (or, with `eval.token_draw: mean`, each token slot's mean code vector) are decoded
+  by the tokenizer into a log-mel chunk, and a classifier fitted on the
   train split's labelled chunks names its syllable (`eval.syllable_classifier`: the
   nearest-template `SyllableClassifier` by default, or a small network,
   `NeuralSyllableClassifier`).
@@ -56,7 +57,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audiodream.evaluation.imagination import Temperatures, imagine_tokens, observe_prompt, prompt_states
+from audiodream.evaluation.imagination import Temperatures, imagine_mels, observe_prompt, prompt_states, render_steps
 from audiodream.tokenizer.model import Tokenizer
 from audiodream.worldmodel import Policy, WorldModel
 
@@ -207,8 +208,7 @@ def imagine_next_syllables(
         for batch in same_length_batches(prompts, PROMPT_ROWS // samples):
             tokens = _stacked_tokens(prompts, batch).repeat_interleave(samples, dim=0)  # (n * S, L, K)
             state = observe_prompt(model, tokens, policy, generator)
-            imagined = imagine_tokens(model, state, 1, policy, temperatures, generator)  # (n * S, 1, K)
-            mel = tokenizer.decode(imagined.cpu()).cpu().numpy()  # (n * S, n_mels, chunk_frames)
+            mel = imagine_mels(model, tokenizer, state, 1, policy, temperatures, generator).numpy()  # (n * S, n_mels, chunk_frames)
             out[batch] = classifier.predict(mel).reshape(len(batch), samples)
             bar.update(len(batch))
     return out
@@ -222,11 +222,11 @@ def posterior_decode_accuracy(
     prompts: Sequence[CompletionPrompt],
     policy: Policy,
     generator: Optional[torch.Generator] = None,
-    token_temperature: float = 1.0,
+    temperatures: Temperatures = Temperatures(),
 ) -> float:
     """Share of all prompt steps whose syllable the classifier names right after the model
-    decodes the step from its posterior (tokens at `token_temperature`: pass the one imagined
-    steps are decoded at)."""
+    decodes the step from its posterior (tokens drawn as `temperatures` says: pass what
+    imagined steps are drawn at; the latent temperature plays no part)."""
     if not prompts:
         return float("nan")
     hits = []
@@ -234,7 +234,6 @@ def posterior_decode_accuracy(
     for batch in same_length_batches(prompts, PROMPT_ROWS // longest):
         tokens = _stacked_tokens(prompts, batch)  # (n, L, K)
         features = torch.stack([state.features for state in prompt_states(model, tokens, policy, generator)], dim=1)  # (n, L, F)
-        decoded = model.sample_tokens(features.flatten(0, 1), token_temperature, generator)  # (n * L, K), prompt by prompt
-        mel = tokenizer.decode(decoded[:, None].cpu()).cpu().numpy()  # (n * L, n_mels, chunk_frames)
+        mel = render_steps(model, tokenizer, features.flatten(0, 1)[:, None], temperatures, generator).numpy()  # (n * L, n_mels, chunk_frames)
         hits.append(classifier.predict(mel) == np.concatenate([prompts[i].context for i in batch]))
     return float(np.concatenate(hits).mean())

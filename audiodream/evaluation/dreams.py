@@ -13,8 +13,8 @@ Two kinds, written to eval/samples/ with pictures in eval/plots/:
   prior of an episode start, with no observation at all; sound made with the training
   split's average mean/std. `plots/dreams.png` shows each beside a real test utterance.
 
-Both draw imagined steps at `eval.token_temperature` and `eval.latent_temperature`
-(imagination.Temperatures). Actions are the run's behaviour (imagination.py). Corpus
+Both draw imagined steps at `eval.token_temperature`, `eval.latent_temperature` and
+`eval.token_draw` (imagination.Temperatures). Actions are the run's behaviour (imagination.py). Corpus
 utterances are the prompts for every env: for Complete-v0 they sound like a (long) spoken
 prompt.
 """
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from audiodream.config.schema import Config
 from audiodream.data.stage import load_split_features
-from audiodream.evaluation.imagination import Temperatures, dream_tokens, imagine_tokens, observe_prompt
+from audiodream.evaluation.imagination import Temperatures, dream_mels, imagine_mels, observe_prompt
 from audiodream.evaluation.plots import plot_spectrogram_rows
 from audiodream.evaluation.trained_run import TrainedRun
 from audiodream.features import MelInverter, write_wav
@@ -86,8 +86,7 @@ def write_continuations(
         prompt_steps = max(1, min(context_steps, len(chunks) - 1))
         tokens = tok.encode_chunks(chunks).cpu()[None]  # (1, n, K)
         state = observe_prompt(run.world_model, tokens[:, :prompt_steps], policy, generator)
-        imagined = imagine_tokens(run.world_model, state, len(chunks) - prompt_steps, policy, temperatures, generator)
-        imagined_mel = tok.decode(imagined.cpu())[0].cpu().numpy()
+        imagined_mel = imagine_mels(run.world_model, tok, state, len(chunks) - prompt_steps, policy, temperatures, generator)[0].numpy()
         real = utt.mel[:, : len(chunks) * frames]
         combined = np.concatenate([real[:, : prompt_steps * frames], imagined_mel], axis=1)
         written.append(write_wav(out_dir / f"continuation_{i}.wav", inverter.waveform(combined, utt.mean, utt.std), sample_rate))
@@ -117,8 +116,7 @@ def write_dreams(
     """dream_<i>.wav for `n` unconditional dreams and one PNG beside real references."""
     if n < 1:
         return []
-    tokens = dream_tokens(run.world_model, n, steps, policy, temperatures, generator)
-    mels = run.tokenizer.decode(tokens.cpu()).cpu().numpy()
+    mels = dream_mels(run.world_model, run.tokenizer, n, steps, policy, temperatures, generator).numpy()
     written = []
     rows = []
     for i, mel in enumerate(mels):

@@ -19,36 +19,52 @@ import torch
 
 from audiodream.agent import Actor
 from audiodream.agent.networks import sample_categorical
+from audiodream.tokenizer.model import Tokenizer
 from audiodream.worldmodel import ImaginedTrajectory, Policy, RSSMState, WorldModel
+
+
+TOKEN_DRAWS = ("sample", "mean")
 
 
 @dataclass(frozen=True)
 class Temperatures:
-    """How imagined steps are drawn (`eval.token_temperature` / `latent_temperature`,
-    `generate.temperature` / `latent_temperature`): the token decoder's temperature, and
-    that of the prior's latents within the mixture component each step draws
-    (LatentPrior.sample). 1 and 1 draw from the model as trained; 0 takes the most likely
-    token, or each latent's most likely class (the component stays drawn at its weights)."""
+    """How imagined steps are drawn (`eval.token_temperature` / `latent_temperature` /
+    `token_draw`, `generate.temperature` / `latent_temperature` / `token_draw`): the token
+    decoder's temperature, and that of the prior's latents within the mixture component each
+    step draws (LatentPrior.sample). 1 and 1 draw from the model as trained; 0 takes the
+    most likely token, or each latent's most likely class (the component stays drawn at its
+    weights).
+
+    `token_draw` says what the tokenizer decodes for a step: "sample", token ids drawn at
+    the token temperature; "mean", each token slot's code vector averaged under the
+    decoder's distribution at that temperature (WorldModel.mean_code_vectors; at 0 both
+    are the most likely token)."""
 
     tokens: float = 1.0
     latents: float = 1.0
+    token_draw: str = "sample"
 
     def __post_init__(self) -> None:
         for name, value in (("tokens", self.tokens), ("latents", self.latents)):
             if not value >= 0.0:
                 raise ValueError(f"{name} temperature: must be >= 0, got {value}")
+        if self.token_draw not in TOKEN_DRAWS:
+            raise ValueError(f"token draw: must be one of {', '.join(TOKEN_DRAWS)}, got {self.token_draw!r}")
 
     @classmethod
     def from_config(cls, section: object, name: str, tokens_key: str) -> "Temperatures":
-        """From config section `name`'s `tokens_key` and `latent_temperature`; a clear error
-        naming the key that is not a number >= 0."""
+        """From config section `name`'s `tokens_key`, `latent_temperature` and `token_draw`;
+        a clear error naming the key that is not a number >= 0 or not a known draw."""
         values = []
         for key in (tokens_key, "latent_temperature"):
             value = getattr(section, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"config key '{name}.{key}': must be a number >= 0, got {value!r}")
             values.append(float(value))
-        return cls(*values)
+        draw = getattr(section, "token_draw")
+        if draw not in TOKEN_DRAWS:
+            raise ValueError(f"config key '{name}.token_draw': must be one of {', '.join(TOKEN_DRAWS)}, got {draw!r}")
+        return cls(*values, draw)
 
 
 def behaviour_policy(actor: Optional[Actor], world_model: WorldModel) -> Policy:
@@ -110,6 +126,39 @@ def imagine_tokens(
 
 
 @torch.no_grad()
+def render_steps(
+    model: WorldModel,
+    tokenizer: Tokenizer,
+    features: torch.Tensor,
+    temperatures: Temperatures = Temperatures(),
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """(N, n_mels, S * chunk_frames) CPU log-mels of the steps with features (N, S, F),
+    drawn as `temperatures` says (token ids, or each slot's mean code)."""
+    if temperatures.token_draw == "mean":
+        return tokenizer.decode_code_vectors(model.mean_code_vectors(features, tokenizer.code_vectors(), temperatures.tokens)).cpu()
+    return tokenizer.decode(model.sample_tokens(features, temperatures.tokens, generator).cpu()).cpu()
+
+
+@torch.no_grad()
+def imagine_mels(
+    model: WorldModel,
+    tokenizer: Tokenizer,
+    start: RSSMState,
+    steps: int,
+    policy: Policy,
+    temperatures: Temperatures = Temperatures(),
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """(N, n_mels, steps * chunk_frames) log-mels of a prior rollout of `steps` steps after
+    `start`; with token_draw "sample", the decoding of `imagine_tokens`' tokens (the same draws)."""
+    if steps < 1:
+        raise ValueError(f"imagine_mels: steps must be >= 1, got {steps}")
+    trajectory = model.imagine(start, policy, steps, generator, False, latent_temperature=temperatures.latents)
+    return render_steps(model, tokenizer, trajectory.features[:, 1:], temperatures, generator)
+
+
+@torch.no_grad()
 def dream_trajectory(
     model: WorldModel,
     n: int,
@@ -117,6 +166,7 @@ def dream_trajectory(
     policy: Policy,
     temperatures: Temperatures = Temperatures(),
     generator: Optional[torch.Generator] = None,
+    with_tokens: bool = True,
 ) -> ImaginedTrajectory:
     """Unconditional dreams: `n` episodes of `steps` steps imagined from nothing.
 
@@ -137,7 +187,7 @@ def dream_trajectory(
             return no_action
         return model.one_hot_actions(policy(features, gen).long())
 
-    return model.imagine(start, policy_after_start, steps, generator, True, temperatures.tokens, temperatures.latents)
+    return model.imagine(start, policy_after_start, steps, generator, with_tokens, temperatures.tokens, temperatures.latents)
 
 
 def dream_tokens(
@@ -152,3 +202,17 @@ def dream_tokens(
     tokens = dream_trajectory(model, n, steps, policy, temperatures, generator).tokens
     assert tokens is not None
     return tokens
+
+
+def dream_mels(
+    model: WorldModel,
+    tokenizer: Tokenizer,
+    n: int,
+    steps: int,
+    policy: Policy,
+    temperatures: Temperatures = Temperatures(),
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """(n, n_mels, steps * chunk_frames) log-mels of unconditional dreams (see dream_trajectory)."""
+    trajectory = dream_trajectory(model, n, steps, policy, temperatures, generator, with_tokens=False)
+    return render_steps(model, tokenizer, trajectory.features[:, 1:], temperatures, generator)

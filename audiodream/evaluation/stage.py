@@ -165,13 +165,14 @@ def _completion(cfg: Config, run_dir: Path, run: TrainedRun, seed: int, paths: E
         return completion_scores(predicted, true_next, seed), generator
 
     scores, generator = imagined_scores(temperatures)
-    heard = posterior_decode_accuracy(run.world_model, run.tokenizer, classifier, setup.prompts, policy, generator, temperatures.tokens)
+    heard = posterior_decode_accuracy(run.world_model, run.tokenizer, classifier, setup.prompts, policy, generator, temperatures)
     plot_completion_histograms(scores.histograms, true_next, [p.context for p in setup.prompts], paths.plots / "completion.png")
     metrics = {
         **scores.metrics(),
         "completion_posterior_decode_accuracy": heard,
         "completion_token_temperature": temperatures.tokens,
         "completion_latent_temperature": temperatures.latents,
+        "completion_token_draw": temperatures.token_draw,
         "completion_prompts": len(setup.prompts),
         "completion_samples": ecfg.completion_samples,
         "completion_prompt_steps_mean": float(np.mean([len(p.context) for p in setup.prompts])),

@@ -6,9 +6,10 @@ writes D/generate/<name>.wav (the prompt, cut to whole env steps, then S seconds
 model imagines after it), <name>.png (the prompt's log-mel and the imagined one, a
 dashed line where imagination starts) and <name>.json (what was done), and logs them to
 MLflow. The model observes the whole prompt from an episode start, then rolls its prior
-forward, sampling tokens at `generate.temperature` and the prior's latents within each
-step's mixture component at `generate.latent_temperature`; actions are the actor's samples if
-the run trained one, else action 0 (evaluation/imagination.py). The continuation is made
+forward, drawing tokens at `generate.temperature` (as `generate.token_draw` says) and
+the prior's latents within each step's mixture component at `generate.latent_temperature`;
+actions are the actor's samples if the run trained one, else action 0
+(evaluation/imagination.py). The continuation is made
 audible with Griffin-Lim at the prompt's own loudness (its log-mel mean/std), run over the
 end of the prompt and the continuation together so the phase runs on across the join.
 """
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from audiodream.config.schema import Config
-from audiodream.evaluation.imagination import Temperatures, behaviour_policy, imagine_tokens, observe_prompt
+from audiodream.evaluation.imagination import Temperatures, behaviour_policy, imagine_mels, observe_prompt
 from audiodream.evaluation.plots import plot_spectrogram_rows
 from audiodream.evaluation.trained_run import TrainedRun, load_trained_run
 from audiodream.features import MelInverter, write_wav
@@ -67,8 +68,7 @@ def continue_prompt(
     tokens = run.tokenizer.encode(prompt.mel[None]).cpu()  # (1, P, K)
     policy = behaviour_policy(run.actor, run.world_model)
     state = observe_prompt(run.world_model, tokens, policy, generator)
-    imagined = imagine_tokens(run.world_model, state, steps, policy, temperatures, generator)
-    mel = run.tokenizer.decode(imagined.cpu())[0].cpu().numpy()
+    mel = imagine_mels(run.world_model, run.tokenizer, state, steps, policy, temperatures, generator)[0].numpy()
     context_steps = min(prompt.steps, GRIFFIN_LIM_CONTEXT_STEPS)
     joined = np.concatenate([prompt.mel[:, -context_steps * frames :], mel], axis=1)
     wave = MelInverter(features).waveform(joined, prompt.mean, prompt.std)
@@ -92,6 +92,7 @@ def write_continuation(cfg: Config, result: Continuation, out_dir: Path, tempera
         "continuation_seconds": (len(result.audio) - len(result.prompt.audio)) / features.sample_rate,
         "temperature": temperatures.tokens,
         "latent_temperature": temperatures.latents,
+        "token_draw": temperatures.token_draw,
         "actions": actions,
         "sample_rate": features.sample_rate,
     }

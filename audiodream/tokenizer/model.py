@@ -219,8 +219,28 @@ class Tokenizer(nn.Module):
         t = self._as_tensor(tokens, torch.long)
         if t.dim() != 3 or t.shape[2] != self.tokens_per_step:
             raise ValueError(f"decode expects (B, steps, {self.tokens_per_step}) tokens, got shape {tuple(t.shape)}")
-        batch, steps, _ = t.shape
-        chunks = self.decode_chunks(t.reshape(batch * steps, self.tokens_per_step))
+        with self._inference():
+            codes = self.quantizer.embed(t)
+        return self.decode_code_vectors(codes)
+
+    def code_vectors(self) -> Tensor:
+        """(V, code_dim) the unit code vectors that token ids stand for."""
+        return self.quantizer.normalized_codebook().detach()
+
+    def decode_code_vectors(self, codes: Tensor) -> Tensor:
+        """(B, S, K, code_dim) vectors in the codes' space -> (B, n_mels, S * chunk_frames).
+
+        Token ids decode through their own code vectors (`decode`); any other point of the
+        space decodes too, such as a token distribution's mean code (imagination's
+        `token_draw: mean`)."""
+        codes = codes.to(self.device, torch.float32)
+        if codes.dim() != 4 or codes.shape[2:] != (self.tokens_per_step, self.arch.code_dim):
+            raise ValueError(
+                f"decode_code_vectors expects (B, steps, {self.tokens_per_step}, {self.arch.code_dim}) vectors, got shape {tuple(codes.shape)}"
+            )
+        batch, steps = codes.shape[:2]
+        with self._inference():
+            chunks = self._decode_codes(codes.reshape(batch * steps, self.tokens_per_step, self.arch.code_dim))
         chunks = chunks.reshape(batch, steps, self.n_mels, self.chunk_frames).permute(0, 2, 1, 3)
         return chunks.reshape(batch, self.n_mels, steps * self.chunk_frames)
 

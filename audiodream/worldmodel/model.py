@@ -13,9 +13,11 @@ from audiodream.config.schema import DreamerConfig
 from audiodream.worldmodel.batch import SequenceBatch
 from audiodream.worldmodel.distributions import categorical_entropy
 from audiodream.worldmodel.losses import balanced_kl_loss, transition_reward_loss
-from audiodream.worldmodel.networks import TokenDecoder, TokenEncoder, mlp
+from audiodream.worldmodel.networks import TokenDecoder, TokenEncoder, check_codebook, mlp
 from audiodream.worldmodel.rssm import RSSM, PosteriorSequence, RSSMState
 from audiodream.worldmodel.sizes import WorldModelSpec, spec_from_config
+
+MEAN_CODE_ROWS = 512  # steps whose full (K, V) token table mean_code_vectors holds at once
 
 # policy(features (N, F), generator) -> action ids (N,) int64, or (N, A) one-hot / relaxed actions
 Policy = Callable[[torch.Tensor, Optional[torch.Generator]], torch.Tensor]
@@ -128,6 +130,28 @@ class WorldModel(nn.Module):
         TokenDecoder.sample says how (group then code at temperature 1, else the full table).
         """
         return self.decoder.sample(features, temperature, generator)
+
+    def mean_code_vectors(self, features: torch.Tensor, code_vectors: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """(..., K, code_dim): each token slot's code vector averaged under the decoder's
+        distribution at `temperature` (0: the most likely code's own vector), for features
+        (..., F) and the tokenizer's (V, code_dim) code vectors.
+
+        A deterministic rendering of the step's token distribution: where the decoder is
+        unsure between codes, the tokenizer decodes a point between them instead of the one
+        that happens to be most likely (README "Evaluation", token_draw). Costs the full
+        (K, V) table, built MEAN_CODE_ROWS steps at a time to bound its memory.
+        """
+        if not temperature >= 0.0:
+            raise ValueError(f"mean_code_vectors: temperature must be >= 0, got {temperature}")
+        code_vectors = check_codebook(code_vectors, self.spec.vocab_size, code_vectors.shape[-1]).to(features.device)
+        if temperature == 0.0:
+            return code_vectors[self.sample_tokens(features, 0.0)]
+        flat = features.reshape(-1, features.shape[-1])
+        means = [
+            torch.softmax(self.decoder(flat[start : start + MEAN_CODE_ROWS]) / temperature, dim=-1) @ code_vectors
+            for start in range(0, len(flat), MEAN_CODE_ROWS)
+        ]
+        return torch.cat(means).view(*features.shape[:-1], self.spec.tokens_per_step, code_vectors.shape[-1])
 
     def predict_action_rewards_and_continue_logit(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(expected reward of each action taken in this state (..., A), logit of P(episode goes on) (...,))."""
