@@ -14,9 +14,9 @@ Two kinds, written to eval/samples/ with pictures in eval/plots/:
   split's average mean/std. `plots/dreams.png` shows each beside a real test utterance.
 
 Both draw imagined steps at `eval.token_temperature`, `eval.latent_temperature` and
-`eval.token_draw` (imagination.Temperatures). Actions are the run's behaviour (imagination.py). Corpus
-utterances are the prompts for every env: for Complete-v0 they sound like a (long) spoken
-prompt.
+`eval.token_draw` (imagination.Temperatures). Actions are the run's behaviour
+(imagination.py). Corpus utterances are the prompts for every env: for Complete-v0 they
+sound like a (long) spoken prompt.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ MLflow. The model observes the whole prompt from an episode start, then rolls it
 forward, drawing tokens at `generate.temperature` (as `generate.token_draw` says) and
 the prior's latents within each step's mixture component at `generate.latent_temperature`;
 actions are the actor's samples if the run trained one, else action 0
-(evaluation/imagination.py). The continuation is made
-audible with Griffin-Lim at the prompt's own loudness (its log-mel mean/std), run over the
-end of the prompt and the continuation together so the phase runs on across the join.
+(evaluation/imagination.py). The continuation is made audible with Griffin-Lim at the
+prompt's own loudness (its log-mel mean/std), run over the end of the prompt and the
+continuation together so the phase runs on across the join.
 """
 
 from __future__ import annotations
