@@ -109,6 +109,23 @@ def observe_prompt(model: WorldModel, tokens: torch.Tensor, policy: Policy, gene
 
 
 @torch.no_grad()
+def imagine_trajectory(
+    model: WorldModel,
+    start: RSSMState,
+    steps: int,
+    policy: Policy,
+    temperatures: Temperatures = Temperatures(),
+    generator: Optional[torch.Generator] = None,
+    with_tokens: bool = True,
+) -> ImaginedTrajectory:
+    """A prior rollout of `steps` steps after `start` (states 1..steps are the imagined ones),
+    drawn at `temperatures`; with tokens sampled for them when `with_tokens`."""
+    if steps < 1:
+        raise ValueError(f"imagine: steps must be >= 1, got {steps}")
+    return model.imagine(start, policy, steps, generator, with_tokens, temperatures.tokens, temperatures.latents)
+
+
+@torch.no_grad()
 def imagine_tokens(
     model: WorldModel,
     start: RSSMState,
@@ -118,11 +135,9 @@ def imagine_tokens(
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
     """(N, steps, K) tokens sampled along a prior rollout of `steps` steps after `start`."""
-    if steps < 1:
-        raise ValueError(f"imagine_tokens: steps must be >= 1, got {steps}")
-    trajectory = model.imagine(start, policy, steps, generator, True, temperatures.tokens, temperatures.latents)
-    assert trajectory.tokens is not None
-    return trajectory.tokens
+    tokens = imagine_trajectory(model, start, steps, policy, temperatures, generator).tokens
+    assert tokens is not None
+    return tokens
 
 
 @torch.no_grad()
@@ -152,9 +167,7 @@ def imagine_mels(
 ) -> torch.Tensor:
     """(N, n_mels, steps * chunk_frames) log-mels of a prior rollout of `steps` steps after
     `start`; with token_draw "sample", the decoding of `imagine_tokens`' tokens (the same draws)."""
-    if steps < 1:
-        raise ValueError(f"imagine_mels: steps must be >= 1, got {steps}")
-    trajectory = model.imagine(start, policy, steps, generator, False, latent_temperature=temperatures.latents)
+    trajectory = imagine_trajectory(model, start, steps, policy, temperatures, generator, with_tokens=False)
     return render_steps(model, tokenizer, trajectory.features[:, 1:], temperatures, generator)
 
 
