@@ -78,6 +78,9 @@ class TokenEncoder(nn.Module):
         if code_dim:
             self.register_buffer("codebook", torch.zeros(vocab_size, code_dim))
             self.code_projection = nn.Linear(code_dim, token_embed, bias=False)
+            # The free part starts at zero: at nn.Embedding's N(0, 1) it was ~5x the code
+            # part, so neighbouring codes started out as unrelated random vectors after all.
+            nn.init.zeros_(self.token_embedding.weight)
         self.net = nn.Sequential(
             nn.Linear(tokens_per_step * token_embed, hidden), nn.LayerNorm(hidden), nn.ELU(),
             nn.Linear(hidden, embed), nn.LayerNorm(embed), nn.ELU(),
