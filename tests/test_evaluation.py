@@ -439,6 +439,8 @@ def test_unconditional_dream_starts_like_an_observed_episode(listen_run) -> None
     assert torch.allclose(dream.h[:, 1], observed.h[:, 0], atol=1e-6)
     assert torch.allclose(dream.prior_log_probs[:, 0], observed.prior_log_probs[:, 0], atol=1e-5)
     assert dream.tokens is not None and dream.tokens.shape == (2, 3, model.spec.tokens_per_step)
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        dream_trajectory(model, 2, 0, behaviour_policy(None, model), generator=generator)
 
 
 def test_imagined_steps_sound_as_their_token_draw_says(listen_run) -> None:

@@ -187,8 +187,6 @@ def dream_trajectory(
     state, no action: exactly what `observe` feeds at an is_first step); each later
     step follows `policy`. States 1..steps of the trajectory are the dream's steps.
     """
-    if steps < 1:
-        raise ValueError(f"dream: steps must be >= 1, got {steps}")
     start = model.rssm.initial_state(n, model.device)
     no_action = torch.zeros(n, model.spec.n_actions, device=model.device)
     calls = 0
@@ -200,7 +198,7 @@ def dream_trajectory(
             return no_action
         return model.one_hot_actions(policy(features, gen).long())
 
-    return model.imagine(start, policy_after_start, steps, generator, with_tokens, temperatures.tokens, temperatures.latents)
+    return imagine_trajectory(model, start, steps, policy_after_start, temperatures, generator, with_tokens)
 
 
 def dream_tokens(
