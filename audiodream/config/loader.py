@@ -231,6 +231,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'dreamer.actor_reward_gradient': expected one of {ACTOR_REWARD_GRADIENTS}, got {cfg.dreamer.actor_reward_gradient!r}")
     if cfg.dreamer.gru not in GRU_CELL_NAMES:
         raise ConfigError(f"config key 'dreamer.gru': expected one of {GRU_CELL_NAMES}, got {cfg.dreamer.gru!r}")
+    if not 0.0 < cfg.dreamer.model_adam_beta2 < 1.0:
+        raise ConfigError(f"config key 'dreamer.model_adam_beta2': must lie in (0, 1), got {cfg.dreamer.model_adam_beta2}")
     ema = cfg.dreamer.model_ema_decay
     if ema is not None and not 0.0 < ema < 1.0:
         raise ConfigError(f"config key 'dreamer.model_ema_decay': must lie in (0, 1) or be null, got {ema}")

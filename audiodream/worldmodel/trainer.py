@@ -19,6 +19,7 @@ from audiodream.worldmodel.rssm import PosteriorSequence, RSSMState
 from audiodream.worldmodel.sizes import WorldModelSpec
 
 CHECKPOINT_FORMAT = 1
+ADAM_BETAS = (0.9, 0.999)  # torch's defaults; checkpoints written before `adam_betas` was saved trained with these
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -55,13 +56,14 @@ class WorldModelTrainer:
 
     def __init__(
         self, model: WorldModel, lr: float = 1e-3, grad_clip: float = 100.0, device: str | torch.device = "cpu", adam_eps: float = 1e-5,
-        ema_decay: Optional[float] = None,
+        ema_decay: Optional[float] = None, adam_betas: tuple[float, float] = ADAM_BETAS,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.lr = float(lr)
         self.grad_clip = float(grad_clip)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, eps=adam_eps)
+        self.adam_betas = (float(adam_betas[0]), float(adam_betas[1]))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=self.adam_betas, eps=adam_eps)
         self.step = 0
         self.ema_decay = None if ema_decay is None else float(ema_decay)
         # The average starts as a copy of the weights at the first update (AveragedModel).
@@ -73,7 +75,9 @@ class WorldModelTrainer:
     ) -> "WorldModelTrainer":
         """`codebook`: the tokenizer's (V, code_dim) code vectors, used when `cfg.codebook_tied`."""
         model = WorldModel.from_config(cfg, tokens_per_step, vocab_size, n_actions, codebook)
-        return cls(model, lr=cfg.lr_model, grad_clip=cfg.grad_clip, device=device, ema_decay=cfg.model_ema_decay)
+        return cls(
+            model, lr=cfg.lr_model, grad_clip=cfg.grad_clip, device=device, ema_decay=cfg.model_ema_decay, adam_betas=(ADAM_BETAS[0], cfg.model_adam_beta2)
+        )
 
     @property
     def spec(self) -> WorldModelSpec:
@@ -128,6 +132,7 @@ class WorldModelTrainer:
             "step": self.step,
             "lr": self.lr,
             "grad_clip": self.grad_clip,
+            "adam_betas": list(self.adam_betas),
             "ema_decay": self.ema_decay,
             "model_ema": None if self.averaged is None else self.averaged.module.state_dict(),
             "ema_updates": 0 if self.averaged is None else int(self.averaged.n_averaged),
@@ -141,6 +146,10 @@ class WorldModelTrainer:
             raise ValueError(f"world model checkpoint: spec {saved} does not match this model's {self.spec}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # Adam's state_dict carries the hyperparameters it was saved with; a resumed run trains with this trainer's
+        # (the config's), as it would had it not been interrupted under a changed config.
+        for group in self.optimizer.param_groups:
+            group["lr"], group["betas"] = self.lr, self.adam_betas
         self.step = int(state["step"])
         if self.averaged is not None:
             self._load_average(state)
@@ -160,7 +169,7 @@ class WorldModelTrainer:
         """Rebuild model and optimizer from a checkpoint alone."""
         trainer = cls(
             WorldModel(WorldModelSpec.from_dict(state["spec"])), lr=float(state["lr"]), grad_clip=float(state["grad_clip"]), device=device,
-            ema_decay=state.get("ema_decay"),
+            ema_decay=state.get("ema_decay"), adam_betas=tuple(state.get("adam_betas", ADAM_BETAS)),
         )
         trainer.load_state_dict(state)
         return trainer
