@@ -139,8 +139,9 @@ class DreamerConfig:
     # runs (actor_critic false): the actor is trained on the live model's features.
     model_ema_decay: Optional[float] = None
     # Adam's second-moment decay for the world model. 0.999 (Adam's and DreamerV2's) averages the
-    # squared gradients over ~1000 updates, the whole of a CPU run's budget, so the large gradients
-    # of its first updates keep its steps small long after; 0.99 forgets them within ~100.
+    # squared gradients over ~1000 updates, the whole of a 2-core run's budget, so each step is
+    # scaled by gradients from most of the run before it; 0.99 averages over the last ~100
+    # (listen_synthetic: lower completion TV and CE, README "World model", session 28).
     model_adam_beta2: float = 0.999
     lr_actor: float = 3.0e-4
     lr_critic: float = 3.0e-4
