@@ -337,6 +337,20 @@ def test_checkpoint_round_trip_with_weights_only_load() -> None:
         other.load_state_dict(trainer.state_dict())
 
 
+def test_resume_keeps_the_optimizers_moments_but_takes_the_configs_learning_rates() -> None:
+    model = WorldModel(tiny_spec())
+    trainer = ActorCriticTrainer(tiny_config(lr_actor=1e-3, lr_critic=2e-3), model.spec.feature_dim, A)
+    trainer.train_step(model, posterior_starts(model))
+    state = trainer.state_dict()
+    restored = ActorCriticTrainer(tiny_config(lr_actor=5e-4, lr_critic=7e-4), model.spec.feature_dim, A)
+    restored.load_state_dict(state)  # torch's Optimizer.load_state_dict alone would bring back 1e-3 and 2e-3
+    assert [g["lr"] for g in restored.actor_optimizer.param_groups] == [5e-4]
+    assert [g["lr"] for g in restored.critic_optimizer.param_groups] == [7e-4]
+    for mine, saved in ((restored.actor_optimizer, trainer.actor_optimizer), (restored.critic_optimizer, trainer.critic_optimizer)):
+        moments = [(mine.state[p]["exp_avg_sq"], saved.state[q]["exp_avg_sq"]) for p, q in zip(mine.param_groups[0]["params"], saved.param_groups[0]["params"])]
+        assert moments and all(torch.equal(a, b) for a, b in moments)
+
+
 # ---------------------------------------------------------------- acting policies
 
 

@@ -26,6 +26,7 @@ from audiodream.agent.returns import discount_weights, lambda_returns
 from audiodream.agent.target_critic import TargetCritic
 from audiodream.config.schema import ACTOR_REWARD_GRADIENTS, DreamerConfig
 from audiodream.worldmodel.model import WorldModel
+from audiodream.worldmodel.optimizer_state import load_moments_keeping_settings
 from audiodream.worldmodel.rssm import RSSMState
 from audiodream.worldmodel.sizes import resolve_sizes
 from audiodream.worldmodel.trainer import mixed_precision, resolve_device
@@ -324,6 +325,6 @@ class ActorCriticTrainer:
         self.critic.load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])
         self.normalizer.load_state_dict(state["normalizer"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        load_moments_keeping_settings(self.actor_optimizer, state["actor_optimizer"])
+        load_moments_keeping_settings(self.critic_optimizer, state["critic_optimizer"])
         self.step = int(state["step"])

@@ -15,6 +15,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from audiodream.config.schema import DreamerConfig
 from audiodream.worldmodel.batch import to_sequence_batch
 from audiodream.worldmodel.model import WorldModel
+from audiodream.worldmodel.optimizer_state import load_moments_keeping_settings
 from audiodream.worldmodel.rssm import PosteriorSequence, RSSMState
 from audiodream.worldmodel.sizes import WorldModelSpec
 
@@ -145,11 +146,7 @@ class WorldModelTrainer:
         if saved != self.spec:
             raise ValueError(f"world model checkpoint: spec {saved} does not match this model's {self.spec}")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        # Adam's state_dict carries the hyperparameters it was saved with; a resumed run trains with this trainer's
-        # (the config's), as it would had it not been interrupted under a changed config.
-        for group in self.optimizer.param_groups:
-            group["lr"], group["betas"] = self.lr, self.adam_betas
+        load_moments_keeping_settings(self.optimizer, state["optimizer"])
         self.step = int(state["step"])
         if self.averaged is not None:
             self._load_average(state)
