@@ -338,6 +338,7 @@ def test_completion_scores_on_a_hand_made_histogram() -> None:
     assert scores.accuracy == pytest.approx((1 + 0 + 0.5) / 3)
     assert scores.per_prompt_tv == pytest.approx([0.2, 0.4, 0.1])
     assert scores.tv_distance == pytest.approx(0.7 / 3)
+    assert scores.tv_missed_mode == pytest.approx((0.4 + 0.5 * 0.1) / 3)  # the wrong top choice, and half the tie
     assert scores.histograms[0, :2] == pytest.approx([0.6, 0.4])
     assert scores.outside_support == 0.0  # every imagined syllable above is one p allows
     elsewhere = completion_scores(np.array([[0] * 7 + [5] * 3, [9] * 10, [0] * 10]), true_next)
