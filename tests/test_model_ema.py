@@ -1,4 +1,4 @@
-"""The world model's moving-average weights (dreamer.model_ema_decay): how they follow the
+"""The world model's averaged weights (dreamer.model_ema_decay, model_ema_power): how they follow the
 live weights, survive a checkpoint and a resume, and are what eval loads."""
 
 from __future__ import annotations
@@ -105,4 +105,64 @@ def test_config_takes_the_decay_for_world_model_only_runs() -> None:
 )
 def test_bad_decay_names_the_key(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=f"'dreamer.model_ema_decay'.*{message}"):
+        load_config([], overrides)
+
+
+# ----------------------------------------------------- power-function average (model_ema_power)
+
+
+def test_power_zero_is_the_plain_mean_and_a_power_weighs_later_updates_more() -> None:
+    torch.manual_seed(0)
+    batches = sampler()
+    runs = {power: WorldModelTrainer(WorldModel(tiny_spec()), lr=3e-3, ema_power=power) for power in (0.0, 2.0)}
+    torch.manual_seed(1)
+    reference = WorldModelTrainer(WorldModel(tiny_spec()), lr=3e-3)
+    for trainer in runs.values():
+        trainer.model.load_state_dict(reference.model.state_dict())
+    history: list[list[torch.Tensor]] = []
+    for _ in range(5):
+        batch = batches.sample(2, 6)
+        for trainer in (reference, *runs.values()):
+            torch.manual_seed(7)
+            trainer.train_step(batch)
+        history.append(weights(reference.model))
+    mean = [torch.stack(ws).mean(0) for ws in zip(*history)]
+    for got, want in zip(weights(runs[0.0].evaluated_model), mean):
+        assert torch.allclose(got, want, atol=1e-6)
+    # power 2: the recursion with decay (1 - 1/t)^3 when the t-th weights join
+    expected = history[0]
+    for t, live in enumerate(history[1:], start=2):
+        decay = (1.0 - 1.0 / t) ** 3
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, live)]
+    later = weights(runs[2.0].evaluated_model)
+    for got, want in zip(later, expected):
+        assert torch.allclose(got, want, atol=1e-6)
+    last = history[-1]
+    assert sum((g - w).norm() for g, w in zip(later, last)) < sum((m - w).norm() for m, w in zip(mean, last)), "power 2 must sit nearer the last weights than the plain mean"
+
+
+def test_power_average_survives_a_checkpoint_and_is_what_eval_loads() -> None:
+    batches = sampler()
+    trainer = WorldModelTrainer(WorldModel(tiny_spec()), ema_power=4.0)
+    for _ in range(3):
+        trainer.train_step(batches.sample(2, 6))
+    state = through_weights_only_load(trainer.state_dict())
+    restored = WorldModelTrainer.from_state_dict(state)
+    assert restored.ema_power == 4.0 and restored.ema_decay is None and int(restored.averaged.n_averaged) == 3
+    for got, want in zip(weights(world_model_from_state(state)), weights(trainer.evaluated_model)):
+        assert torch.equal(got, want)
+    cfg = load_config([], ["dreamer.actor_critic=false", "dreamer.model_ema_power=4"])
+    assert WorldModelTrainer.from_config(cfg.dreamer, K, V, A).ema_power == 4.0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["dreamer.actor_critic=false", "dreamer.model_ema_power=-1"], "must lie in \\[0, 1000\\)"),
+        (["dreamer.actor_critic=false", "dreamer.model_ema_power=4", "dreamer.model_ema_decay=0.99"], "not both"),
+        (["dreamer.actor_critic=true", "dreamer.model_ema_power=4"], "world-model-only runs"),
+    ],
+)
+def test_bad_power_names_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"'dreamer.model_ema_power'.*{message}"):
         load_config([], overrides)

@@ -233,14 +233,19 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'dreamer.gru': expected one of {GRU_CELL_NAMES}, got {cfg.dreamer.gru!r}")
     if not 0.0 < cfg.dreamer.model_adam_beta2 < 1.0:
         raise ConfigError(f"config key 'dreamer.model_adam_beta2': must lie in (0, 1), got {cfg.dreamer.model_adam_beta2}")
-    ema = cfg.dreamer.model_ema_decay
+    ema, power = cfg.dreamer.model_ema_decay, cfg.dreamer.model_ema_power
     if ema is not None and not 0.0 < ema < 1.0:
         raise ConfigError(f"config key 'dreamer.model_ema_decay': must lie in (0, 1) or be null, got {ema}")
-    if ema is not None and cfg.dreamer.actor_critic:
-        raise ConfigError(
-            "config key 'dreamer.model_ema_decay': averaged world-model weights are for world-model-only runs "
-            "(dreamer.actor_critic: false); the actor is trained on the live model's features, so eval must act with those"
-        )
+    if power is not None and not 0.0 <= power < 1000.0:
+        raise ConfigError(f"config key 'dreamer.model_ema_power': must lie in [0, 1000) or be null, got {power}")
+    if ema is not None and power is not None:
+        raise ConfigError(f"config key 'dreamer.model_ema_power': set it or dreamer.model_ema_decay, not both (got {power} and {ema})")
+    for key, value in (("model_ema_decay", ema), ("model_ema_power", power)):
+        if value is not None and cfg.dreamer.actor_critic:
+            raise ConfigError(
+                f"config key 'dreamer.{key}': averaged world-model weights are for world-model-only runs "
+                "(dreamer.actor_critic: false); the actor is trained on the live model's features, so eval must act with those"
+            )
     if cfg.dreamer.actor_reward_prior and not cfg.dreamer.entropy_coef > 0.0:
         raise ConfigError(f"config key 'dreamer.actor_reward_prior': needs dreamer.entropy_coef > 0 (the prior is r / entropy_coef), got {cfg.dreamer.entropy_coef}")
 

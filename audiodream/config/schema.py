@@ -138,6 +138,10 @@ class DreamerConfig:
     # and let eval and generate use it (worldmodel/trainer.py). None: no average. World-model-only
     # runs (actor_critic false): the actor is trained on the live model's features.
     model_ema_decay: Optional[float] = None
+    # Or EDM2's power-function average (worldmodel/weight_average.py): the weights of update s
+    # weigh about s^power, so the average spans the same fraction of a run however many updates
+    # the machine affords (power 0: the plain mean of all). Not with model_ema_decay.
+    model_ema_power: Optional[float] = None
     # Adam's second-moment decay for the world model. 0.999 (Adam's and DreamerV2's) averages the
     # squared gradients over ~1000 updates, the whole of a 2-core run's budget, so each step is
     # scaled by gradients from most of the run before it; 0.99 averages over the last ~100

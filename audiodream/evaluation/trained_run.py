@@ -36,6 +36,7 @@ class TrainedRun:
     tokenizer_path: Path
     step: int  # learner updates behind these weights
     model_ema_decay: Optional[float] = None  # the world model's weights are this moving average (None: the last weights)
+    model_ema_power: Optional[float] = None  # ... or this power-function average (weight_average.py)
 
     @property
     def device(self) -> torch.device:
@@ -56,7 +57,7 @@ def tokenizer_checkpoint(run_dir: Path) -> Path:
 
 def world_model_from_state(state: Mapping[str, Any]) -> WorldModel:
     """A WorldModel from the `world_model` entry of a dreamer checkpoint (WorldModelTrainer.state_dict):
-    its moving-average weights when the run kept them (dreamer.model_ema_decay), else its last weights."""
+    its moving-average weights when the run kept them (dreamer.model_ema_decay / model_ema_power), else its last weights."""
     model = WorldModel(WorldModelSpec.from_dict(state["spec"]))
     averaged = state.get("model_ema")
     model.load_state_dict(state["model"] if averaged is None else averaged)
@@ -101,5 +102,6 @@ def load_trained_run(cfg: Config, run_dir: Path, device: torch.device | str = "c
     world_model = world_model.to(device).eval().requires_grad_(False)
     if actor is not None:
         actor = actor.to(device).eval().requires_grad_(False)
-    # WorldModelTrainer.state_dict writes ema_decay exactly when it writes model_ema (older checkpoints have neither).
-    return TrainedRun(tokenizer, world_model, actor, tok_path, int(state.get("step", 0)), state["world_model"].get("ema_decay"))
+    # WorldModelTrainer.state_dict writes ema_decay or ema_power when it writes model_ema (older checkpoints have none of them).
+    saved = state["world_model"]
+    return TrainedRun(tokenizer, world_model, actor, tok_path, int(state.get("step", 0)), saved.get("ema_decay"), saved.get("ema_power"))

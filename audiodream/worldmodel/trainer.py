@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from audiodream.config.schema import DreamerConfig
 from audiodream.worldmodel.batch import to_sequence_batch
@@ -18,6 +17,7 @@ from audiodream.worldmodel.model import WorldModel
 from audiodream.worldmodel.optimizer_state import load_moments_keeping_settings
 from audiodream.worldmodel.rssm import PosteriorSequence, RSSMState
 from audiodream.worldmodel.sizes import WorldModelSpec
+from audiodream.worldmodel.weight_average import averaged_model
 
 CHECKPOINT_FORMAT = 1
 ADAM_BETAS = (0.9, 0.999)  # torch's defaults; checkpoints written before `adam_betas` was saved trained with these
@@ -49,15 +49,16 @@ class WorldModelUpdate:
 class WorldModelTrainer:
     """Adam on the world model's loss, and optionally an exponential moving average of its weights.
 
-    Why the average (`ema_decay`, config `dreamer.model_ema_decay`): at the high learning rate
-    that learns fastest on a CPU budget, the last weights are one noisy point of a trajectory
-    that has stopped improving on average; eval and generate then get the average of the last
-    ~1 / (1 - decay) updates instead (README "World model" has the measurements).
+    Why the average (`ema_decay` or `ema_power`, config `dreamer.model_ema_decay` /
+    `model_ema_power`, weight_average.py): at the high learning rate that learns fastest on a
+    CPU budget, the last weights are one noisy point of a trajectory that has stopped improving
+    on average; eval and generate then get an average of the recent weights instead (README
+    "World model" has the measurements).
     """
 
     def __init__(
         self, model: WorldModel, lr: float = 1e-3, grad_clip: float = 100.0, device: str | torch.device = "cpu", adam_eps: float = 1e-5,
-        ema_decay: Optional[float] = None, adam_betas: tuple[float, float] = ADAM_BETAS,
+        ema_decay: Optional[float] = None, adam_betas: tuple[float, float] = ADAM_BETAS, ema_power: Optional[float] = None,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
@@ -67,8 +68,8 @@ class WorldModelTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=self.adam_betas, eps=adam_eps)
         self.step = 0
         self.ema_decay = None if ema_decay is None else float(ema_decay)
-        # The average starts as a copy of the weights at the first update (AveragedModel).
-        self.averaged = None if ema_decay is None else AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay))
+        self.ema_power = None if ema_power is None else float(ema_power)
+        self.averaged = averaged_model(self.model, self.ema_decay, self.ema_power)
 
     @classmethod
     def from_config(
@@ -77,7 +78,8 @@ class WorldModelTrainer:
         """`codebook`: the tokenizer's (V, code_dim) code vectors, used when `cfg.codebook_tied`."""
         model = WorldModel.from_config(cfg, tokens_per_step, vocab_size, n_actions, codebook)
         return cls(
-            model, lr=cfg.lr_model, grad_clip=cfg.grad_clip, device=device, ema_decay=cfg.model_ema_decay, adam_betas=(ADAM_BETAS[0], cfg.model_adam_beta2)
+            model, lr=cfg.lr_model, grad_clip=cfg.grad_clip, device=device, ema_decay=cfg.model_ema_decay, adam_betas=(ADAM_BETAS[0], cfg.model_adam_beta2),
+            ema_power=cfg.model_ema_power,
         )
 
     @property
@@ -135,6 +137,7 @@ class WorldModelTrainer:
             "grad_clip": self.grad_clip,
             "adam_betas": list(self.adam_betas),
             "ema_decay": self.ema_decay,
+            "ema_power": self.ema_power,
             "model_ema": None if self.averaged is None else self.averaged.module.state_dict(),
             "ema_updates": 0 if self.averaged is None else int(self.averaged.n_averaged),
         }
@@ -166,7 +169,7 @@ class WorldModelTrainer:
         """Rebuild model and optimizer from a checkpoint alone."""
         trainer = cls(
             WorldModel(WorldModelSpec.from_dict(state["spec"])), lr=float(state["lr"]), grad_clip=float(state["grad_clip"]), device=device,
-            ema_decay=state.get("ema_decay"), adam_betas=tuple(state.get("adam_betas", ADAM_BETAS)),
+            ema_decay=state.get("ema_decay"), adam_betas=tuple(state.get("adam_betas", ADAM_BETAS)), ema_power=state.get("ema_power"),
         )
         trainer.load_state_dict(state)
         return trainer
