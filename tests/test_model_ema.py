@@ -58,15 +58,17 @@ def test_without_an_average_eval_uses_the_live_weights() -> None:
         assert torch.equal(got, want)
 
 
-def test_average_survives_a_checkpoint_resumes_identically_and_is_what_eval_loads() -> None:
+@pytest.mark.parametrize("average", [{"ema_decay": 0.9}, {"ema_power": 4.0}])
+def test_average_survives_a_checkpoint_resumes_identically_and_is_what_eval_loads(average: dict[str, float]) -> None:
     torch.manual_seed(0)
     batches = sampler()
-    trainer = WorldModelTrainer(WorldModel(tiny_spec()), ema_decay=0.9)
+    trainer = WorldModelTrainer(WorldModel(tiny_spec()), **average)
     for _ in range(3):
         trainer.train_step(batches.sample(2, 6))
     state = through_weights_only_load(trainer.state_dict())
     restored = WorldModelTrainer.from_state_dict(state)
-    assert restored.ema_decay == 0.9 and int(restored.averaged.n_averaged) == 3
+    assert (restored.ema_decay, restored.ema_power) == (average.get("ema_decay"), average.get("ema_power"))
+    assert int(restored.averaged.n_averaged) == 3
     for got, want in zip(weights(world_model_from_state(state)), weights(trainer.evaluated_model)):
         assert torch.equal(got, want)
     batch = batches.sample(2, 6)
@@ -141,18 +143,10 @@ def test_power_zero_is_the_plain_mean_and_a_power_weighs_later_updates_more() ->
     assert sum((g - w).norm() for g, w in zip(later, last)) < sum((m - w).norm() for m, w in zip(mean, last)), "power 2 must sit nearer the last weights than the plain mean"
 
 
-def test_power_average_survives_a_checkpoint_and_is_what_eval_loads() -> None:
-    batches = sampler()
-    trainer = WorldModelTrainer(WorldModel(tiny_spec()), ema_power=4.0)
-    for _ in range(3):
-        trainer.train_step(batches.sample(2, 6))
-    state = through_weights_only_load(trainer.state_dict())
-    restored = WorldModelTrainer.from_state_dict(state)
-    assert restored.ema_power == 4.0 and restored.ema_decay is None and int(restored.averaged.n_averaged) == 3
-    for got, want in zip(weights(world_model_from_state(state)), weights(trainer.evaluated_model)):
-        assert torch.equal(got, want)
+def test_config_takes_the_power_for_world_model_only_runs() -> None:
     cfg = load_config([], ["dreamer.actor_critic=false", "dreamer.model_ema_power=4"])
-    assert WorldModelTrainer.from_config(cfg.dreamer, K, V, A).ema_power == 4.0
+    trainer = WorldModelTrainer.from_config(cfg.dreamer, K, V, A)
+    assert trainer.ema_power == 4.0 and trainer.ema_decay is None and trainer.averaged is not None
 
 
 @pytest.mark.parametrize(
