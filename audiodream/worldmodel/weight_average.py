@@ -3,17 +3,17 @@ the power-function EMA of EDM2 (Karras et al. 2024, "Analyzing and Improving the
 Dynamics of Diffusion Models", section 3.1).
 
 Why a power function: a fixed decay averages a fixed number of updates (~1 / (1 - decay)),
-however many a run affords. The 2-core machines this project runs on train 900 to 2800
-updates of `listen_synthetic` before its deadline, so 0.99 averages a tenth of a slow run and
-a thirtieth of a fast one. With decay (1 - 1/t)^(power + 1) when the t-th weights join, the
-average weighs the weights of update s in proportion to about s^power: it spans the same
+however many a run affords. The 2-core machines this project runs on train 900 to 3000
+updates of `listen_synthetic` before its deadline (sessions 26-29), so 0.99 averages a ninth
+of a slow run and a thirtieth of a fast one. With decay (1 - 1/t)^(power + 1) when the t-th
+weights join, the average weighs the weights of update s in proportion to about s^power: it spans the same
 fraction of every run (its centre of mass at (power + 1) / (power + 2) of the updates so far;
 power 0 is the plain mean of all of them), whatever the machine's speed.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -24,7 +24,11 @@ def power_ema_decay(averaged: int, power: float) -> float:
     return (1.0 - 1.0 / (averaged + 1)) ** (power + 1.0)
 
 
-def power_ema_multi_avg_fn(power: float):  # type: ignore[no-untyped-def]  # AveragedModel's multi_avg_fn signature
+# AveragedModel's multi_avg_fn: (averaged params, current params, how many weights the average holds) -> None, in place.
+MultiAvgFn = Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor], "torch.Tensor | int"], None]
+
+
+def power_ema_multi_avg_fn(power: float) -> MultiAvgFn:
     @torch.no_grad()
     def update(averaged_params: Sequence[torch.Tensor], current_params: Sequence[torch.Tensor], averaged: torch.Tensor | int) -> None:
         weight = 1.0 - power_ema_decay(int(averaged), power)
