@@ -54,7 +54,8 @@ def toy_data(seed: int, tokens_per_step: int = K) -> tuple[ToyTokenSource, list[
 LISTEN_OPTIONS: dict[str, Any] = {
     "codebook_tied": True,
     "prior_sample_prob": 0.15,
-    "model_ema_power": 4.0,
+    "model_ema_power": 1.0,
+    "model_ema_start": 500,
     "model_adam_beta2": 0.99,
     "kl_balance": 1.0,
     "prior_components": 4,

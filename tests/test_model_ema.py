@@ -1,4 +1,4 @@
-"""The world model's averaged weights (dreamer.model_ema_decay, model_ema_power): how they follow the
+"""The world model's averaged weights (dreamer.model_ema_decay, model_ema_power, model_ema_start): how they follow the
 live weights, survive a checkpoint and a resume, and are what eval loads."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_without_an_average_eval_uses_the_live_weights() -> None:
         assert torch.equal(got, want)
 
 
-@pytest.mark.parametrize("average", [{"ema_decay": 0.9}, {"ema_power": 4.0}])
+@pytest.mark.parametrize("average", [{"ema_decay": 0.9}, {"ema_power": 4.0}, {"ema_power": 1.0, "ema_start": 2}])
 def test_average_survives_a_checkpoint_resumes_identically_and_is_what_eval_loads(average: dict[str, float]) -> None:
     torch.manual_seed(0)
     batches = sampler()
@@ -67,7 +67,7 @@ def test_average_survives_a_checkpoint_resumes_identically_and_is_what_eval_load
         trainer.train_step(batches.sample(2, 6))
     state = through_weights_only_load(trainer.state_dict())
     restored = WorldModelTrainer.from_state_dict(state)
-    assert (restored.ema_decay, restored.ema_power) == (average.get("ema_decay"), average.get("ema_power"))
+    assert (restored.ema_decay, restored.ema_power, restored.ema_start) == (average.get("ema_decay"), average.get("ema_power"), average.get("ema_start", 0))
     assert int(restored.averaged.n_averaged) == 3
     for got, want in zip(weights(world_model_from_state(state)), weights(trainer.evaluated_model)):
         assert torch.equal(got, want)
@@ -143,10 +143,50 @@ def test_power_zero_is_the_plain_mean_and_a_power_weighs_later_updates_more() ->
     assert sum((g - w).norm() for g, w in zip(later, last)) < sum((m - w).norm() for m, w in zip(mean, last)), "power 2 must sit nearer the last weights than the plain mean"
 
 
+def test_a_start_keeps_the_first_updates_out_of_the_average() -> None:
+    torch.manual_seed(0)
+    batches = sampler()
+    power, start = 1.0, 2
+    trainer = WorldModelTrainer(WorldModel(tiny_spec()), lr=3e-3, ema_power=power, ema_start=start)
+    history: list[list[torch.Tensor]] = []
+    for update in range(1, 6):
+        trainer.train_step(batches.sample(2, 6))
+        history.append(weights(trainer.model))
+        if update <= start + 1:  # up to the start a copy of the live weights; update start + 1 begins the average
+            for got, want in zip(weights(trainer.evaluated_model), history[-1]):
+                assert torch.equal(got, want)
+    # the power recursion counting from the start: decay (1 - 1/k)^(power + 1) for the k-th weights past it
+    expected = history[start]
+    for k, live in enumerate(history[start + 1 :], start=2):
+        decay = (1.0 - 1.0 / k) ** (power + 1.0)
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, live)]
+    for got, want in zip(weights(trainer.evaluated_model), expected):
+        assert torch.allclose(got, want, atol=1e-6)
+    from_zero = history[0]  # what the same power without a start gives: the first updates weigh in
+    for t, live in enumerate(history[1:], start=2):
+        decay = (1.0 - 1.0 / t) ** (power + 1.0)
+        from_zero = [decay * e + (1 - decay) * w for e, w in zip(from_zero, live)]
+    assert not all(torch.allclose(g, z, atol=1e-6) for g, z in zip(weights(trainer.evaluated_model), from_zero))
+
+
 def test_config_takes_the_power_for_world_model_only_runs() -> None:
-    cfg = load_config([], ["dreamer.actor_critic=false", "dreamer.model_ema_power=4"])
+    cfg = load_config([], ["dreamer.actor_critic=false", "dreamer.model_ema_power=4", "dreamer.model_ema_start=300"])
     trainer = WorldModelTrainer.from_config(cfg.dreamer, K, V, A)
     assert trainer.ema_power == 4.0 and trainer.ema_decay is None and trainer.averaged is not None
+    assert trainer.ema_start == 300
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["dreamer.actor_critic=false", "dreamer.model_ema_power=1", "dreamer.model_ema_start=-5"], "must be >= 0"),
+        (["dreamer.actor_critic=false", "dreamer.model_ema_decay=0.99", "dreamer.model_ema_start=500"], "set dreamer.model_ema_power too"),
+        (["dreamer.actor_critic=false", "dreamer.model_ema_power=1", "dreamer.model_ema_start=5.5"], "expected an integer"),
+    ],
+)
+def test_bad_start_names_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"'dreamer.model_ema_start'.*{message}"):
+        load_config([], overrides)
 
 
 @pytest.mark.parametrize(

@@ -240,6 +240,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'dreamer.model_ema_power': must lie in [0, 1000) or be null, got {power}")
     if ema is not None and power is not None:
         raise ConfigError(f"config key 'dreamer.model_ema_power': set it or dreamer.model_ema_decay, not both (got {power} and {ema})")
+    start = cfg.dreamer.model_ema_start
+    if start < 0:
+        raise ConfigError(f"config key 'dreamer.model_ema_start': must be >= 0, got {start}")
+    if start > 0 and power is None:
+        raise ConfigError(f"config key 'dreamer.model_ema_start': applies to the power-function average; set dreamer.model_ema_power too (got start {start})")
     for key, value in (("model_ema_decay", ema), ("model_ema_power", power)):
         if value is not None and cfg.dreamer.actor_critic:
             raise ConfigError(

@@ -142,6 +142,10 @@ class DreamerConfig:
     # weigh about s^power, so the average spans the same fraction of a run however many updates
     # the machine affords (power 0: the plain mean of all). Not with model_ema_decay.
     model_ema_power: Optional[float] = None
+    # With model_ema_power: the weights of the first this many updates stay out of the average
+    # (SWA's swa_start; until then eval gets the live weights), so a wide average of a short run
+    # is not pulled back toward the untrained start (weight_average.py, README "World model", session 30).
+    model_ema_start: int = 0
     # Adam's second-moment decay for the world model. 0.999 (Adam's and DreamerV2's) averages the
     # squared gradients over ~1000 updates, the whole of a 2-core run's budget, so each step is
     # scaled by gradients from most of the run before it; 0.99 averages over the last ~100

@@ -115,7 +115,7 @@ def run_eval(cfg: Config, run_dir: Path, run: TrainedRun, tracker: Optional[Trac
     paths.clear()
     seed = eval_seed(cfg)
     agent = run.agent_policy()
-    metrics: dict[str, Any] = {"step": run.step, "model_ema_decay": run.model_ema_decay, "model_ema_power": run.model_ema_power}
+    metrics: dict[str, Any] = {"step": run.step, "model_ema_decay": run.model_ema_decay, "model_ema_power": run.model_ema_power, "model_ema_start": run.model_ema_start}
     metrics.update(_open_loop(cfg, run_dir, run, agent, seed, paths))
     metrics.update(return_metrics(cfg, run_dir, run.tokenizer_path, agent, run.n_actions, seed))
     metrics.update(_completion(cfg, run_dir, run, seed, paths))

@@ -37,6 +37,7 @@ class TrainedRun:
     step: int  # learner updates behind these weights
     model_ema_decay: Optional[float] = None  # the world model's weights are this moving average (None: the last weights)
     model_ema_power: Optional[float] = None  # ... or this power-function average (weight_average.py)
+    model_ema_start: int = 0  # ... of the updates after this one
 
     @property
     def device(self) -> torch.device:
@@ -102,6 +103,8 @@ def load_trained_run(cfg: Config, run_dir: Path, device: torch.device | str = "c
     world_model = world_model.to(device).eval().requires_grad_(False)
     if actor is not None:
         actor = actor.to(device).eval().requires_grad_(False)
-    # WorldModelTrainer.state_dict writes ema_decay or ema_power when it writes model_ema (older checkpoints have none of them).
+    # WorldModelTrainer.state_dict writes ema_decay, ema_power and ema_start when it writes model_ema (older checkpoints lack them).
     saved = state["world_model"]
-    return TrainedRun(tokenizer, world_model, actor, tok_path, int(state.get("step", 0)), saved.get("ema_decay"), saved.get("ema_power"))
+    return TrainedRun(
+        tokenizer, world_model, actor, tok_path, int(state.get("step", 0)), saved.get("ema_decay"), saved.get("ema_power"), int(saved.get("ema_start", 0))
+    )

@@ -59,6 +59,7 @@ class WorldModelTrainer:
     def __init__(
         self, model: WorldModel, lr: float = 1e-3, grad_clip: float = 100.0, device: str | torch.device = "cpu", adam_eps: float = 1e-5,
         ema_decay: Optional[float] = None, adam_betas: tuple[float, float] = ADAM_BETAS, ema_power: Optional[float] = None,
+        ema_start: int = 0,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
@@ -69,7 +70,8 @@ class WorldModelTrainer:
         self.step = 0
         self.ema_decay = None if ema_decay is None else float(ema_decay)
         self.ema_power = None if ema_power is None else float(ema_power)
-        self.averaged = averaged_model(self.model, self.ema_decay, self.ema_power)
+        self.ema_start = int(ema_start)
+        self.averaged = averaged_model(self.model, self.ema_decay, self.ema_power, self.ema_start)
 
     @classmethod
     def from_config(
@@ -79,7 +81,7 @@ class WorldModelTrainer:
         model = WorldModel.from_config(cfg, tokens_per_step, vocab_size, n_actions, codebook)
         return cls(
             model, lr=cfg.lr_model, grad_clip=cfg.grad_clip, device=device, ema_decay=cfg.model_ema_decay, adam_betas=(ADAM_BETAS[0], cfg.model_adam_beta2),
-            ema_power=cfg.model_ema_power,
+            ema_power=cfg.model_ema_power, ema_start=cfg.model_ema_start,
         )
 
     @property
@@ -138,6 +140,7 @@ class WorldModelTrainer:
             "adam_betas": list(self.adam_betas),
             "ema_decay": self.ema_decay,
             "ema_power": self.ema_power,
+            "ema_start": self.ema_start,
             "model_ema": None if self.averaged is None else self.averaged.module.state_dict(),
             "ema_updates": 0 if self.averaged is None else int(self.averaged.n_averaged),
         }
@@ -170,6 +173,7 @@ class WorldModelTrainer:
         trainer = cls(
             WorldModel(WorldModelSpec.from_dict(state["spec"])), lr=float(state["lr"]), grad_clip=float(state["grad_clip"]), device=device,
             ema_decay=state.get("ema_decay"), adam_betas=tuple(state.get("adam_betas", ADAM_BETAS)), ema_power=state.get("ema_power"),
+            ema_start=int(state.get("ema_start", 0)),
         )
         trainer.load_state_dict(state)
         return trainer
