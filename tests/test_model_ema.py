@@ -25,6 +25,16 @@ def weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
+def power_recursion(history: list[list[torch.Tensor]], power: float) -> list[torch.Tensor]:
+    """EDM2's recursion written out independently of weight_average: the first weights, then
+    decay (1 - 1/t)^(power + 1) when the t-th join."""
+    averaged = history[0]
+    for t, live in enumerate(history[1:], start=2):
+        decay = (1.0 - 1.0 / t) ** (power + 1.0)
+        averaged = [decay * a + (1 - decay) * w for a, w in zip(averaged, live)]
+    return averaged
+
+
 def through_weights_only_load(state: dict) -> dict:
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -131,13 +141,8 @@ def test_power_zero_is_the_plain_mean_and_a_power_weighs_later_updates_more() ->
     mean = [torch.stack(ws).mean(0) for ws in zip(*history)]
     for got, want in zip(weights(runs[0.0].evaluated_model), mean):
         assert torch.allclose(got, want, atol=1e-6)
-    # power 2: the recursion with decay (1 - 1/t)^3 when the t-th weights join
-    expected = history[0]
-    for t, live in enumerate(history[1:], start=2):
-        decay = (1.0 - 1.0 / t) ** 3
-        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, live)]
     later = weights(runs[2.0].evaluated_model)
-    for got, want in zip(later, expected):
+    for got, want in zip(later, power_recursion(history, 2.0)):
         assert torch.allclose(got, want, atol=1e-6)
     last = history[-1]
     assert sum((g - w).norm() for g, w in zip(later, last)) < sum((m - w).norm() for m, w in zip(mean, last)), "power 2 must sit nearer the last weights than the plain mean"
@@ -155,17 +160,10 @@ def test_a_start_keeps_the_first_updates_out_of_the_average() -> None:
         if update <= start + 1:  # up to the start a copy of the live weights; update start + 1 begins the average
             for got, want in zip(weights(trainer.evaluated_model), history[-1]):
                 assert torch.equal(got, want)
-    # the power recursion counting from the start: decay (1 - 1/k)^(power + 1) for the k-th weights past it
-    expected = history[start]
-    for k, live in enumerate(history[start + 1 :], start=2):
-        decay = (1.0 - 1.0 / k) ** (power + 1.0)
-        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, live)]
-    for got, want in zip(weights(trainer.evaluated_model), expected):
+    # the power recursion counted from the start: update start + 1's weights are its first
+    for got, want in zip(weights(trainer.evaluated_model), power_recursion(history[start:], power)):
         assert torch.allclose(got, want, atol=1e-6)
-    from_zero = history[0]  # what the same power without a start gives: the first updates weigh in
-    for t, live in enumerate(history[1:], start=2):
-        decay = (1.0 - 1.0 / t) ** (power + 1.0)
-        from_zero = [decay * e + (1 - decay) * w for e, w in zip(from_zero, live)]
+    from_zero = power_recursion(history, power)  # what the same power without a start gives: the first updates weigh in
     assert not all(torch.allclose(g, z, atol=1e-6) for g, z in zip(weights(trainer.evaluated_model), from_zero))
 
 
